@@ -1,0 +1,124 @@
+"""Engine configuration: what one vLLM engine serves and how.
+
+``EngineConfig`` is built from the settings (``configs/models.yaml``) and turned into
+vLLM's ``AsyncEngineArgs`` plus the ``VLLM_CPU_*`` environment the CPU backend reads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Dtype = Literal["float32", "bfloat16", "float16", "auto"]
+SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle3"]
+
+
+@dataclass(frozen=True)
+class SpeculationConfig:
+    method: SpeculationMethod = "none"
+    num_speculative_tokens: int = 4
+    prompt_lookup_min: int = 2
+    prompt_lookup_max: int = 4
+    draft_path: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.method == "none":
+            return
+        if not 1 <= self.num_speculative_tokens <= 16:
+            raise ValueError("num_speculative_tokens must be in [1, 16]")
+        if self.method == "ngram" and not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
+            raise ValueError("need 1 <= prompt_lookup_min <= prompt_lookup_max")
+        if self.method in ("draft_model", "eagle3") and self.draft_path is None:
+            raise ValueError(f"speculation method {self.method!r} needs draft_path")
+
+    def to_vllm(self) -> dict[str, Any] | None:
+        if self.method == "none":
+            return None
+        if self.method == "ngram":
+            return {
+                "method": "ngram",
+                "num_speculative_tokens": self.num_speculative_tokens,
+                "prompt_lookup_min": self.prompt_lookup_min,
+                "prompt_lookup_max": self.prompt_lookup_max,
+            }
+        out: dict[str, Any] = {
+            "model": str(self.draft_path),
+            "num_speculative_tokens": self.num_speculative_tokens,
+        }
+        if self.method == "eagle3":
+            out["method"] = "eagle3"
+        return out
+
+
+@dataclass(frozen=True)
+class CpuConfig:
+    """vLLM CPU backend knobs (ignored on CUDA)."""
+
+    threads_bind: str = "auto"  # "auto": every core this process may use
+    reserved_cpus: int = 0
+    kv_cache_gib: int = 2
+
+    def __post_init__(self) -> None:
+        if self.kv_cache_gib <= 0:
+            raise ValueError("kv_cache_gib must be positive")
+        if self.reserved_cpus < 0:
+            raise ValueError("reserved_cpus must be >= 0")
+
+    def environment(self) -> dict[str, str]:
+        bind = self.threads_bind
+        if bind == "auto":
+            bind = ",".join(str(core) for core in sorted(os.sched_getaffinity(0)))
+        return {
+            "VLLM_CPU_OMP_THREADS_BIND": bind,
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": str(self.reserved_cpus),
+            "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+        }
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model_name: str
+    model_path: Path
+    dtype: Dtype = "float32"
+    max_model_len: int = 2048
+    max_num_seqs: int = 64
+    enforce_eager: bool = True
+    quantization: str | None = None
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    speculation: SpeculationConfig = field(default_factory=SpeculationConfig)
+    cpu: CpuConfig = field(default_factory=CpuConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.model_name:
+            raise ValueError("model_name must not be empty")
+        if self.max_model_len < 16:
+            raise ValueError("max_model_len must be at least 16")
+        if self.max_num_seqs < 1:
+            raise ValueError("max_num_seqs must be at least 1")
+        if not 0.0 < self.gpu_memory_utilization <= 1.0:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+    def engine_args_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs``."""
+        return {
+            "model": str(self.model_path),
+            "served_model_name": [self.model_name],
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "max_num_seqs": self.max_num_seqs,
+            "enforce_eager": self.enforce_eager,
+            "quantization": self.quantization,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "speculative_config": self.speculation.to_vllm(),
+            "seed": self.seed,
+            "disable_log_stats": False,
+            "enable_prefix_caching": True,
+            "per_request_spec_decode_metrics": (
+                "none" if self.speculation.method == "none" else "summary"
+            ),
+        }

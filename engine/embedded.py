@@ -1,0 +1,112 @@
+"""vLLM's ``AsyncLLM`` running inside the gateway process (embedded mode)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from engine.config import EngineConfig
+from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
+from engine.protocol import EngineOutput, EngineStats, GenerationRequest
+from engine.stat_collector import StatCollector
+from engine.vllm_convert import to_engine_output, to_sampling_params
+
+if TYPE_CHECKING:
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+
+class EmbeddedEngine:
+    """One vLLM engine in this process; ``start`` loads it (about a minute on CPU)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self._config = config
+        self._llm: AsyncLLM | None = None
+        self._stats = StatCollector()
+        self._start_lock = asyncio.Lock()
+
+    @property
+    def model_name(self) -> str:
+        return self._config.model_name
+
+    @property
+    def max_model_len(self) -> int:
+        return self._config.max_model_len
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._config
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._llm is not None:
+                return
+            if not (self._config.model_path / "config.json").is_file():
+                raise ModelNotPreparedError(
+                    f"no model at {self._config.model_path}; run `llm-gateway models prepare`"
+                )
+            self._llm = await asyncio.to_thread(self._build)
+
+    def _build(self) -> AsyncLLM:
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.platforms import current_platform
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if current_platform.is_cpu():
+            os.environ.update(self._config.cpu.environment())
+        args = AsyncEngineArgs(**self._config.engine_args_kwargs())
+        return AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.factory])
+
+    async def stop(self) -> None:
+        llm, self._llm = self._llm, None
+        if llm is not None:
+            await asyncio.to_thread(llm.shutdown)
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
+        llm = self._require()
+        from vllm.exceptions import VLLMClientError
+        from vllm.inputs import TokensPrompt
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        prompt: Any = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
+        if request.cache_salt is not None:
+            prompt["cache_salt"] = request.cache_salt
+        try:
+            params = to_sampling_params(request.sampling)
+            async for out in llm.generate(
+                prompt, params, request.request_id, priority=request.priority
+            ):
+                yield to_engine_output(out, request.sampling.logprobs or 0)
+        except EngineDeadError as exc:
+            raise EngineUnavailableError(f"engine for {self.model_name} died: {exc}") from exc
+        except (VLLMClientError, ValueError) as exc:
+            raise EngineRequestError(str(exc)) from exc
+
+    async def abort(self, request_id: str) -> None:
+        if self._llm is not None:
+            await self._llm.abort(request_id)
+
+    async def is_ready(self) -> bool:
+        llm = self._llm
+        if llm is None or llm.errored:
+            return False
+        try:
+            await asyncio.wait_for(llm.check_health(), timeout=5.0)
+        except Exception:
+            return False
+        return True
+
+    def stats(self) -> EngineStats:
+        unfinished = 0
+        if self._llm is not None:
+            unfinished = self._llm.output_processor.get_num_unfinished_requests()  # type: ignore[no-untyped-call]
+        return self._stats.snapshot(unfinished)
+
+    def _require(self) -> AsyncLLM:
+        llm = self._llm
+        if llm is None:
+            raise EngineUnavailableError(f"engine for {self.model_name} is not started")
+        if llm.errored:
+            raise EngineUnavailableError(f"engine for {self.model_name} has died")
+        return llm

@@ -1,0 +1,19 @@
+"""Errors raised by engines; the gateway maps them to HTTP in one place."""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base class for engine failures."""
+
+
+class ModelNotPreparedError(EngineError):
+    """The model's files are missing or were never prepared."""
+
+
+class EngineUnavailableError(EngineError):
+    """The engine is not ready, has died, or stalled; the request can be retried."""
+
+
+class EngineRequestError(EngineError):
+    """The engine rejected one request (bad parameters for this model)."""

@@ -1,0 +1,112 @@
+"""A deterministic stand-in engine for fast tests of gateway logic and load on the gateway.
+
+Its "tokenizer" is one token per character (token id = code point), and it answers
+every prompt with ``reply`` (cut by stop strings and max_tokens), one token per step.
+It is never the only test of a feature: the real engine tests run against vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from engine.errors import EngineUnavailableError
+from engine.protocol import (
+    ChoiceDelta,
+    EngineOutput,
+    EngineStats,
+    GenerationRequest,
+    TokenLogprob,
+    TopLogprob,
+)
+
+
+class CharRenderer:
+    """One token per character; a chat renders as ``role: content`` lines."""
+
+    vocab_size = 0x110000
+
+    def render_chat(self, messages: Sequence[object]) -> list[int]:
+        text = "".join(f"{m.role}: {m.content}\n" for m in messages)  # type: ignore[attr-defined]
+        return self.encode(text + "assistant: ")
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) for c in text]
+
+
+@dataclass
+class FakeEngine:
+    model_name: str = "fake-model"
+    reply: str = "The capital of France is Paris."
+    token_delay_s: float = 0.0
+    max_model_len: int = 2048
+    ready: bool = True
+    fail_after_tokens: int | None = None
+    aborted: list[str] = field(default_factory=list)
+    _running: set[str] = field(default_factory=set)
+    _prompt_total: int = 0
+    _generation_total: int = 0
+
+    async def start(self) -> None:
+        self.ready = True
+
+    async def stop(self) -> None:
+        self.ready = False
+
+    async def is_ready(self) -> bool:
+        return self.ready
+
+    async def abort(self, request_id: str) -> None:
+        if request_id in self._running:
+            self.aborted.append(request_id)
+            self._running.discard(request_id)
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            running=len(self._running), waiting=0, kv_cache_usage=0.0,
+            prompt_tokens_total=self._prompt_total,
+            generation_tokens_total=self._generation_total,
+            unfinished_requests=len(self._running),
+        )
+
+    def _script(self, request: GenerationRequest) -> tuple[str, str]:
+        """The text this request will produce and its finish reason."""
+        text, reason = self.reply, "stop"
+        for stop in request.sampling.stop:
+            if stop in text:
+                text = text[: text.index(stop)]
+        if len(text) > request.sampling.max_tokens:
+            text, reason = text[: request.sampling.max_tokens], "length"
+        return text, reason
+
+    def _delta(self, request: GenerationRequest, index: int, char: str, last: bool,
+               reason: str) -> ChoiceDelta:
+        logprobs = None
+        if request.sampling.logprobs is not None:
+            top = tuple(TopLogprob(char, -0.5) for _ in range(request.sampling.logprobs))
+            logprobs = (TokenLogprob(ord(char), char, -0.5, top),)
+        return ChoiceDelta(index, (ord(char),), char, logprobs,
+                           reason if last else None)  # type: ignore[arg-type]
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
+        if not self.ready:
+            raise EngineUnavailableError("fake engine is not ready")
+        rid = request.request_id
+        self._running.add(rid)
+        self._prompt_total += len(request.prompt_token_ids) * request.sampling.n
+        text, reason = self._script(request)
+        try:
+            for step, char in enumerate(text or " "):
+                if rid not in self._running:
+                    return
+                if self.fail_after_tokens is not None and step >= self.fail_after_tokens:
+                    raise EngineUnavailableError("fake engine crashed")
+                await asyncio.sleep(self.token_delay_s)
+                last = step == len(text or " ") - 1
+                deltas = tuple(self._delta(request, i, char, last, reason)
+                               for i in range(request.sampling.n))
+                self._generation_total += request.sampling.n
+                yield EngineOutput(rid, len(request.prompt_token_ids), 0, deltas, last)
+        finally:
+            self._running.discard(rid)

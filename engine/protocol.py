@@ -1,0 +1,143 @@
+"""The one interface the gateway calls: token ids in, token-level deltas out.
+
+Embedded (in-process vLLM) and remote (HTTP replica) engines implement ``Engine``;
+routes never know which one they talk to. Every count the gateway bills comes from
+the token ids carried here, never from re-tokenising text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "abort", "error"]
+MAX_TOP_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class SamplingSpec:
+    """Sampling parameters, already validated against the gateway's bounds."""
+
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None  # None: off; k: the sampled token plus k alternatives
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError("temperature must be in [0, 2]")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.n < 1:
+            raise ValueError("n must be at least 1")
+        if not -2.0 <= self.presence_penalty <= 2.0 or not -2.0 <= self.frequency_penalty <= 2.0:
+            raise ValueError("penalties must be in [-2, 2]")
+        if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
+            raise ValueError(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}]")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    sampling: SamplingSpec
+    priority: int = 0
+    cache_salt: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            raise ValueError("request_id must not be empty")
+        if not self.prompt_token_ids:
+            raise ValueError("prompt must contain at least one token")
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token_id: int
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChoiceDelta:
+    """New tokens for one of the ``n`` choices since the previous output."""
+
+    index: int
+    token_ids: tuple[int, ...]
+    text: str
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(frozen=True)
+class SpeculationCounts:
+    drafted: int
+    accepted: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.accepted <= self.drafted:
+            raise ValueError("accepted must be within [0, drafted]")
+
+
+@dataclass(frozen=True)
+class EngineOutput:
+    """One step of one request: deltas for the choices that advanced."""
+
+    request_id: str
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    choices: tuple[ChoiceDelta, ...]
+    finished: bool
+    speculation: SpeculationCounts | None = None
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    running: int
+    waiting: int
+    kv_cache_usage: float
+    prompt_tokens_total: int
+    generation_tokens_total: int
+    unfinished_requests: int
+    spec_drafted_total: int = 0
+    spec_accepted_total: int = 0
+    spec_accepted_per_position: tuple[int, ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine offers the gateway."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def max_model_len(self) -> int: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]: ...
+
+    async def abort(self, request_id: str) -> None: ...
+
+    async def is_ready(self) -> bool: ...
+
+    def stats(self) -> EngineStats: ...

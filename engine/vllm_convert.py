@@ -1,0 +1,84 @@
+"""Translation between our engine protocol and vLLM's request/response types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.protocol import (
+    ChoiceDelta,
+    EngineOutput,
+    FinishReason,
+    SamplingSpec,
+    SpeculationCounts,
+    TokenLogprob,
+    TopLogprob,
+)
+
+_FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
+
+
+def to_sampling_params(spec: SamplingSpec) -> Any:
+    from vllm.sampling_params import RequestOutputKind, SamplingParams
+
+    return SamplingParams(
+        n=spec.n,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        max_tokens=spec.max_tokens,
+        stop=list(spec.stop) or None,
+        seed=spec.seed,
+        presence_penalty=spec.presence_penalty,
+        frequency_penalty=spec.frequency_penalty,
+        logprobs=spec.logprobs,
+        ignore_eos=spec.ignore_eos,
+        output_kind=RequestOutputKind.DELTA,
+    )
+
+
+def _token_logprobs(token_ids: list[int], entries: Any, k: int) -> tuple[TokenLogprob, ...]:
+    result = []
+    for token_id, by_id in zip(token_ids, entries, strict=True):
+        chosen = by_id[token_id]
+        ranked = sorted(by_id.items(), key=lambda item: item[1].logprob, reverse=True)
+        top = tuple(TopLogprob(lp.decoded_token or "", lp.logprob) for _tid, lp in ranked[:k])
+        result.append(TokenLogprob(token_id, chosen.decoded_token or "", chosen.logprob, top))
+    return tuple(result)
+
+
+def _speculation(outputs: list[Any]) -> SpeculationCounts | None:
+    drafted = accepted = 0
+    seen = False
+    for completion in outputs:
+        metrics = getattr(completion, "spec_decode_metrics", None)
+        if metrics is None:
+            continue
+        seen = True
+        drafted += metrics.num_draft_tokens
+        accepted += sum(j * count for j, count in enumerate(metrics.histogram))
+    return SpeculationCounts(drafted, accepted) if seen else None
+
+
+def to_engine_output(out: Any, top_logprobs: int) -> EngineOutput:
+    """Convert one DELTA ``RequestOutput``; ``top_logprobs`` alternatives per token."""
+    choices = []
+    for completion in out.outputs:
+        token_ids = list(completion.token_ids)
+        logprobs = None
+        if completion.logprobs is not None:
+            logprobs = _token_logprobs(token_ids, completion.logprobs, top_logprobs)
+        reason = completion.finish_reason
+        choices.append(ChoiceDelta(
+            index=completion.index,
+            token_ids=tuple(token_ids),
+            text=completion.text,
+            logprobs=logprobs,
+            finish_reason=_FINISH.get(reason, "error") if reason else None,
+        ))
+    return EngineOutput(
+        request_id=out.request_id,
+        prompt_tokens=len(out.prompt_token_ids or ()),
+        cached_prompt_tokens=out.num_cached_tokens or 0,
+        choices=tuple(choices),
+        finished=out.finished,
+        speculation=_speculation(out.outputs) if out.finished else None,
+    )

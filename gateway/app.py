@@ -1,0 +1,46 @@
+"""The FastAPI application: middleware, routes, error mapping and engine lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway.errors import install_error_handlers
+from gateway.http import health_routes, openai_routes
+from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from gateway.http.state import GatewayState
+
+
+def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
+    """Build the app around ``state``; with ``manage_engines`` the lifespan starts/stops them."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_engines:
+            await state.models.start()
+        try:
+            yield
+        finally:
+            state.draining = True
+            if manage_engines:
+                await state.models.stop()
+
+    app = FastAPI(title="llm-gateway", version="0.1.0", lifespan=lifespan)
+    app.state.gateway = state
+    install_error_handlers(app)
+    app.include_router(health_routes.router)
+    app.include_router(openai_routes.router)
+    if state.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(state.settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["authorization", "content-type"],
+            expose_headers=["x-request-id", "x-request-cost"],
+        )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=state.settings.limits.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

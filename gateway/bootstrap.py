@@ -1,0 +1,33 @@
+"""The composition root: settings in, a wired ``GatewayState`` out."""
+
+from __future__ import annotations
+
+from gateway.auth.bearer import AdminKeyAuthenticator
+from gateway.http.state import GatewayState
+from gateway.serving.accounting import Accounting, Unmetered
+from gateway.serving.registry import ModelRegistry, ServedModel
+from gateway.serving.rendering import HfPromptRenderer
+from gateway.settings import Settings
+
+
+def embedded_models(settings: Settings) -> ModelRegistry:
+    from engine.embedded import EmbeddedEngine
+
+    served = []
+    for name in settings.models:
+        config = settings.engine_config(name)
+        renderer = HfPromptRenderer.from_folder(config.model_path)
+        served.append(ServedModel(name, EmbeddedEngine(config), renderer))
+    return ModelRegistry(served)
+
+
+def build_state(
+    settings: Settings, models: ModelRegistry, accounting: Accounting | None = None
+) -> GatewayState:
+    admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
+    return GatewayState(
+        settings=settings,
+        models=models,
+        accounting=accounting or Unmetered(),
+        authenticator=AdminKeyAuthenticator(settings.auth.enabled, admin),
+    )

@@ -1,0 +1,18 @@
+"""``llm-gateway``: the command line. Each sub-command lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from gateway.cli import models, serve
+
+
+def build() -> typer.Typer:
+    app = typer.Typer(help="An OpenAI-compatible gateway in front of vLLM.", no_args_is_help=True)
+    app.command("serve")(serve.serve)
+    app.add_typer(models.app, name="models")
+    return app
+
+
+def main() -> None:
+    build()()

@@ -1,0 +1,165 @@
+"""Typed errors and their one mapping to the OpenAI error envelope.
+
+Every failure a client can see leaves through ``install_error_handlers``:
+``{"error": {"message", "type", "param", "code"}}`` with the right status code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
+
+log = logging.getLogger("llm_gateway.errors")
+
+
+class GatewayError(Exception):
+    status_code = 500
+    error_type = "server_error"
+    default_code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+        self.retry_after = retry_after
+
+    def envelope(self) -> dict[str, Any]:
+        return error_envelope(self.message, self.error_type, self.param, self.code)
+
+    def headers(self) -> dict[str, str]:
+        if self.retry_after is None:
+            return {}
+        return {"retry-after": str(max(1, int(self.retry_after + 0.999)))}
+
+
+class InvalidRequestError(GatewayError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class ContextLengthError(InvalidRequestError):
+    default_code = "context_length_exceeded"
+
+
+class UnsupportedParameterError(InvalidRequestError):
+    default_code = "unsupported_parameter"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    status_code = 413
+    default_code = "request_too_large"
+
+
+class ModelNotFoundError(InvalidRequestError):
+    status_code = 404
+    default_code = "model_not_found"
+
+
+class NotFoundError(InvalidRequestError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class AuthenticationError(GatewayError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDeniedError(GatewayError):
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+
+
+class RateLimitError(GatewayError):
+    status_code = 429
+    error_type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class BudgetExceededError(RateLimitError):
+    error_type = "insufficient_quota"
+    default_code = "insufficient_quota"
+
+
+class ServiceUnavailableError(GatewayError):
+    status_code = 503
+    error_type = "service_unavailable"
+    default_code = "engine_unavailable"
+
+
+def error_envelope(
+    message: str, error_type: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def as_gateway_error(exc: BaseException) -> GatewayError:
+    """Map any exception to the error a client should see."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if isinstance(exc, EngineUnavailableError | ModelNotPreparedError):
+        return ServiceUnavailableError(str(exc), retry_after=5)
+    if isinstance(exc, EngineRequestError):
+        return InvalidRequestError(str(exc))
+    return GatewayError("The server had an error while processing your request.")
+
+
+def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or None
+
+
+def _json(error: GatewayError) -> JSONResponse:
+    return JSONResponse(error.envelope(), status_code=error.status_code, headers=error.headers())
+
+
+async def _on_gateway_error(_request: Request, exc: Exception) -> JSONResponse:
+    error = as_gateway_error(exc)
+    if error.status_code >= 500 and not isinstance(exc, GatewayError | EngineUnavailableError):
+        log.exception("unhandled error", exc_info=exc)
+    return _json(error)
+
+
+async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = tuple(first.get("loc", ()))
+    message = str(first.get("msg", "Invalid request"))
+    if first.get("type") == "json_invalid":
+        message, loc = "We could not parse the JSON body of your request.", ()
+    elif first.get("type") == "extra_forbidden":
+        message = f"Unrecognized request argument supplied: {loc[-1] if loc else ''}"
+    param = _param_from_loc(loc)
+    text = f"{message} (param: {param})" if param and "argument" not in message else message
+    return _json(InvalidRequestError(text, param=param))
+
+
+async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = NotFoundError if exc.status_code == 404 else InvalidRequestError
+    error = kind(str(exc.detail))
+    error.status_code = exc.status_code
+    return _json(error)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_gateway_error)

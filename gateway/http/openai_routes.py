@@ -1,0 +1,139 @@
+"""``/v1`` routes: models, chat completions, text completions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse
+
+from engine.protocol import GenerationRequest
+from gateway.errors import ServiceUnavailableError, error_envelope
+from gateway.http.schemas import ChatCompletionRequest, CompletionRequest
+from gateway.http.state import GatewayState, gateway_state, principal_of
+from gateway.serving.accounting import Principal
+from gateway.serving.openai_format import ResponseFormat
+from gateway.serving.planning import GenerationPlan, plan_chat, plan_completion
+from gateway.serving.registry import ServedModel
+from gateway.serving.run import RequestRun
+from gateway.streaming.sse import completion_events
+
+router = APIRouter(prefix="/v1")
+
+
+@router.get("/models")
+async def list_models(
+    state: GatewayState = Depends(gateway_state),
+    _principal: Principal = Depends(principal_of),
+) -> dict[str, Any]:
+    data = [
+        {"id": m.name, "object": "model", "created": m.created, "owned_by": "llm-gateway"}
+        for m in state.models
+    ]
+    return {"object": "list", "data": data}
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest,
+    request: Request,
+    state: GatewayState = Depends(gateway_state),
+    principal: Principal = Depends(principal_of),
+) -> JSONResponse | EventSourceResponse:
+    served = state.models.get(body.model)
+    plan = await plan_chat(body, served.renderer, served.max_model_len, state.settings.limits)
+    return await _respond(state, served, plan, principal, request)
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: CompletionRequest,
+    request: Request,
+    state: GatewayState = Depends(gateway_state),
+    principal: Principal = Depends(principal_of),
+) -> JSONResponse | EventSourceResponse:
+    served = state.models.get(body.model)
+    plan = await plan_completion(
+        body, served.renderer, served.max_model_len, state.settings.limits
+    )
+    return await _respond(state, served, plan, principal, request)
+
+
+async def _respond(
+    state: GatewayState,
+    served: ServedModel,
+    plan: GenerationPlan,
+    principal: Principal,
+    request: Request,
+) -> JSONResponse | EventSourceResponse:
+    if state.draining:
+        raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
+    request_id: str = request.state.request_id
+    ticket = await state.accounting.open(principal, plan, request_id)
+    engine_request = GenerationRequest(
+        request_id=request_id,
+        prompt_token_ids=plan.prompt_token_ids,
+        sampling=plan.sampling,
+        cache_salt=principal.tenant,
+    )
+    run = RequestRun(served.engine, engine_request, ticket, state.settings.limits.stall_timeout_s)
+    prefix = "chatcmpl-" if plan.kind == "chat" else "cmpl-"
+    fmt = ResponseFormat(
+        kind=plan.kind,
+        request_id=prefix + request_id,
+        model=served.name,
+        created=int(time.time()),
+        want_logprobs=plan.sampling.logprobs is not None,
+    )
+    try:
+        await run.prime()
+    except BaseException:
+        await run.close()
+        raise
+    if plan.stream:
+        return EventSourceResponse(
+            completion_events(run, fmt, plan.include_usage), sep="\n", ping=15
+        )
+    return await _complete(run, fmt, request, state.settings.limits.request_timeout_s)
+
+
+async def _complete(
+    run: RequestRun, fmt: ResponseFormat, request: Request, timeout_s: float
+) -> JSONResponse:
+    """Collect a whole completion; a client that hangs up aborts the engine request."""
+    collect = asyncio.create_task(_drain(run))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not collect.done():
+            await asyncio.wait({collect}, timeout=0.5)
+            if collect.done():
+                break
+            if await request.is_disconnected():
+                return _client_gone()
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError(
+                    f"the request took longer than {timeout_s:.0f} s", retry_after=5
+                )
+        extra = collect.result()
+    finally:
+        if not collect.done():
+            collect.cancel()
+        await run.close()
+    headers = {"x-request-cost": str(extra["cost"])} if "cost" in extra else {}
+    return JSONResponse(fmt.full(run.tally, extra), headers=headers)
+
+
+def _client_gone() -> JSONResponse:
+    # Nobody reads this: the client closed the connection (nginx's 499 convention).
+    return JSONResponse(
+        error_envelope("client closed the request", "invalid_request_error"), status_code=499
+    )
+
+
+async def _drain(run: RequestRun) -> dict[str, Any]:
+    async for _ in run.outputs():
+        pass
+    return await run.settle()

@@ -1,0 +1,66 @@
+"""The seam between serving and billing: ``open`` before dispatch, ``settle`` at the end.
+
+``Accounting.open`` reserves the worst case (budget, rate limits, a ledger row) and may
+refuse with a 429; the returned ``Ticket`` is settled exactly once with actual usage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from engine.protocol import SpeculationCounts
+from gateway.serving.planning import GenerationPlan
+from gateway.serving.tally import Usage
+
+Status = Literal["ok", "length", "aborted", "error"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: a virtual key and its tenant (``anonymous`` when auth is off)."""
+
+    key_id: str | None
+    tenant: str
+    is_admin: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.tenant:
+            raise ValueError("tenant must not be empty")
+
+
+ANONYMOUS = Principal(key_id=None, tenant="anonymous")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    usage: Usage
+    status: Status
+    speculation: SpeculationCounts | None = None
+    ttft_s: float | None = None
+    latency_s: float = 0.0
+
+
+class Ticket(Protocol):
+    async def settle(self, outcome: Outcome) -> dict[str, Any]:
+        """Record the outcome; return extra usage fields (e.g. ``cost``)."""
+        ...
+
+
+class Accounting(Protocol):
+    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str) -> Ticket:
+        ...
+
+
+class _UnmeteredTicket:
+    async def settle(self, outcome: Outcome) -> dict[str, Any]:
+        del outcome
+        return {}
+
+
+class Unmetered:
+    """No ledger, no limits: for the gateway's own unit tests and metering-off setups."""
+
+    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str) -> Ticket:
+        del principal, plan, request_id
+        return _UnmeteredTicket()

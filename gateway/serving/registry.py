@@ -1,0 +1,52 @@
+"""The models this gateway serves: name -> engine and prompt renderer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from engine.protocol import Engine
+from gateway.errors import ModelNotFoundError
+from gateway.serving.rendering import PromptRenderer
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    engine: Engine
+    renderer: PromptRenderer
+    created: int = 0
+
+    @property
+    def max_model_len(self) -> int:
+        return self.engine.max_model_len
+
+
+class ModelRegistry:
+    def __init__(self, models: list[ServedModel]) -> None:
+        self._models = {m.name: m for m in models}
+        if len(self._models) != len(models):
+            raise ValueError("model names must be unique")
+
+    def get(self, name: str) -> ServedModel:
+        model = self._models.get(name)
+        if model is None:
+            raise ModelNotFoundError(
+                f"The model '{name}' does not exist or you do not have access to it.",
+                param="model",
+            )
+        return model
+
+    def __iter__(self) -> Iterator[ServedModel]:
+        return iter(self._models.values())
+
+    async def start(self) -> None:
+        for model in self:
+            await model.engine.start()
+
+    async def stop(self) -> None:
+        for model in self:
+            await model.engine.stop()
+
+    async def all_ready(self) -> bool:
+        return all([await model.engine.is_ready() for model in self])

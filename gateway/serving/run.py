@@ -1,0 +1,108 @@
+"""One request on the engine, from dispatch to settlement.
+
+``RequestRun`` owns the engine stream, the ``Tally`` and the billing ``Ticket``. However
+it ends (finished, client gone, engine failure, timeout), ``close`` aborts the engine
+request if it is still running and settles the ticket exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+
+from engine.errors import EngineUnavailableError
+from engine.protocol import Engine, EngineOutput, GenerationRequest
+from gateway.errors import ServiceUnavailableError
+from gateway.serving.accounting import Outcome, Status, Ticket
+from gateway.serving.tally import Tally
+
+
+class RequestRun:
+    def __init__(
+        self,
+        engine: Engine,
+        request: GenerationRequest,
+        ticket: Ticket,
+        stall_timeout_s: float,
+    ) -> None:
+        self.request = request
+        self.tally = Tally(len(request.prompt_token_ids), request.sampling.n)
+        self._engine = engine
+        self._ticket = ticket
+        self._stall = stall_timeout_s
+        self._stream: AsyncIterator[EngineOutput] = engine.generate(request)
+        self._pending: EngineOutput | None = None
+        self._started = time.monotonic()
+        self._ttft: float | None = None
+        self._settled: dict[str, Any] | None = None
+        self._failed = False
+
+    async def _next(self) -> EngineOutput | None:
+        try:
+            async with asyncio.timeout(self._stall):
+                out = await anext(self._stream)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError as exc:
+            self._failed = True
+            raise ServiceUnavailableError(
+                f"the engine produced nothing for {self._stall:.0f} s", retry_after=5
+            ) from exc
+        except EngineUnavailableError:
+            self._failed = True
+            raise
+        if self._ttft is None and any(d.token_ids for d in out.choices):
+            self._ttft = time.monotonic() - self._started
+        self.tally.add(out)
+        return out
+
+    async def prime(self) -> None:
+        """Wait for the first output, so that a failing engine still gets a clean 4xx/5xx."""
+        self._pending = await self._next()
+
+    async def outputs(self) -> AsyncIterator[EngineOutput]:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            yield pending
+        while not self.tally.finished:
+            out = await self._next()
+            if out is None:
+                break
+            yield out
+
+    def _status(self) -> Status:
+        if self._failed:
+            return "error"
+        if not self.tally.finished:
+            return "aborted"
+        reasons = {c.finish_reason for c in self.tally.choices}
+        if "abort" in reasons:
+            return "aborted"
+        return "length" if "length" in reasons else "ok"
+
+    async def settle(self) -> dict[str, Any]:
+        """Settle with what the engine produced; idempotent, returns extra usage fields."""
+        if self._settled is None:
+            outcome = Outcome(
+                usage=self.tally.usage(),
+                status=self._status(),
+                speculation=self.tally.speculation,
+                ttft_s=self._ttft,
+                latency_s=time.monotonic() - self._started,
+            )
+            self._settled = await self._ticket.settle(outcome)
+        return self._settled
+
+    async def close(self) -> None:
+        """Abort if unfinished, then settle. Shielded: runs to the end even when cancelled."""
+        with anyio.CancelScope(shield=True):
+            if not self.tally.finished:
+                await self._engine.abort(self.request.request_id)
+            aclose = getattr(self._stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await self.settle()

@@ -1,0 +1,83 @@
+"""The one record that owns a request's token counts while it runs.
+
+Every count comes from engine token ids. Metering settles from ``Tally.usage()``;
+responses read their text, logprobs and finish reasons from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.protocol import EngineOutput, FinishReason, SpeculationCounts, TokenLogprob
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.prompt_tokens, self.completion_tokens, self.cached_tokens) < 0:
+            raise ValueError("token counts must be >= 0")
+        if self.cached_tokens > self.prompt_tokens:
+            raise ValueError("cached tokens cannot exceed prompt tokens")
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass
+class ChoiceState:
+    index: int
+    text_parts: list[str] = field(default_factory=list)
+    token_count: int = 0
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+
+class Tally:
+    """Accumulates ``EngineOutput`` deltas for one request of ``n`` choices."""
+
+    def __init__(self, prompt_tokens: int, n: int) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.cached_tokens = 0
+        self.choices = [ChoiceState(i) for i in range(n)]
+        self.speculation: SpeculationCounts | None = None
+        self.finished = False
+
+    def add(self, out: EngineOutput) -> None:
+        assert not self.finished, "output after the request finished"
+        self.prompt_tokens = out.prompt_tokens or self.prompt_tokens
+        self.cached_tokens = max(self.cached_tokens, out.cached_prompt_tokens)
+        for delta in out.choices:
+            choice = self.choices[delta.index]
+            choice.text_parts.append(delta.text)
+            choice.token_count += len(delta.token_ids)
+            if delta.logprobs:
+                choice.logprobs.extend(delta.logprobs)
+            if delta.finish_reason is not None:
+                choice.finish_reason = delta.finish_reason
+        if out.speculation is not None:
+            self.speculation = out.speculation
+        self.finished = out.finished
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.token_count for choice in self.choices)
+
+    @property
+    def streamed_anything(self) -> bool:
+        return self.completion_tokens > 0
+
+    def usage(self) -> Usage:
+        return Usage(
+            self.prompt_tokens,
+            self.completion_tokens,
+            min(self.cached_tokens, self.prompt_tokens),
+        )

@@ -1,0 +1,174 @@
+"""Settings: ``configs/*.yaml``, then ``configs/profiles/<profile>.yaml``, then ``LLMGW_*``.
+
+Pydantic lives here, at the edge; ``engine_config`` hands the engine a frozen dataclass.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from engine.config import CpuConfig, EngineConfig, SpeculationConfig
+from engine.model_store import WheelGgufSource
+
+_BASE_FILES = ("gateway.yaml", "models.yaml", "prices.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Strict):
+    distribution: str
+    filename: str
+
+
+class CpuSettings(_Strict):
+    kv_cache_gib: int = 2
+    threads_bind: str = "auto"
+    reserved_cpus: int = 0
+
+
+class SpeculationSettings(_Strict):
+    method: Literal["none", "ngram", "draft_model", "eagle3"] = "none"
+    num_speculative_tokens: int = 4
+    prompt_lookup_min: int = 2
+    prompt_lookup_max: int = 4
+    draft_path: Path | None = None
+
+
+class ModelSettings(_Strict):
+    source: SourceSettings | None = None
+    path: Path | None = None  # a prepared Hugging Face folder; default: <model_cache>/<name>
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
+    enforce_eager: bool = True
+    max_model_len: int = 2048
+    max_num_seqs: int = 64
+    quantization: str | None = None
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    cpu: CpuSettings = CpuSettings()
+    speculation: SpeculationSettings = SpeculationSettings()
+
+
+class AuthSettings(_Strict):
+    enabled: bool = True
+    admin_key: SecretStr | None = None
+
+
+class LimitSettings(_Strict):
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_n: int = Field(16, ge=1)
+    max_stop_sequences: int = Field(4, ge=0)
+    max_stop_length: int = Field(256, ge=1)
+    max_messages: int = Field(512, ge=1)
+    max_tokens_cap: int = Field(4096, ge=1)
+    max_prompt_chars: int = Field(500_000, ge=1)
+    request_timeout_s: float = Field(600, gt=0)
+    stall_timeout_s: float = Field(60, gt=0)
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "llm-gateway" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LLMGW_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    profile: str = "dev"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    model_cache: Path = Field(default_factory=_default_cache)
+    default_model: str | None = None
+    models: dict[str, ModelSettings] = Field(default_factory=dict)
+    auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the YAML files, which arrive as init arguments.
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _default_model_is_served(self) -> Settings:
+        if self.default_model is not None and self.default_model not in self.models:
+            raise ValueError(f"default_model {self.default_model!r} is not in models")
+        return self
+
+    def model_path(self, name: str) -> Path:
+        model = self.models[name]
+        return model.path if model.path is not None else self.model_cache / name
+
+    def gguf_source(self, name: str) -> WheelGgufSource | None:
+        source = self.models[name].source
+        return WheelGgufSource(source.distribution, source.filename) if source else None
+
+    def engine_config(self, name: str) -> EngineConfig:
+        model = self.models[name]
+        spec = model.speculation
+        return EngineConfig(
+            model_name=name,
+            model_path=self.model_path(name),
+            dtype=model.dtype,
+            max_model_len=model.max_model_len,
+            max_num_seqs=model.max_num_seqs,
+            enforce_eager=model.enforce_eager,
+            quantization=model.quantization,
+            gpu_memory_utilization=model.gpu_memory_utilization,
+            tensor_parallel_size=model.tensor_parallel_size,
+            speculation=SpeculationConfig(**spec.model_dump()),
+            cpu=CpuConfig(**model.cpu.model_dump()),
+        )
+
+
+def default_config_dir() -> Path:
+    env = os.environ.get("LLMGW_CONFIG_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "configs"
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a mapping")
+    return data
+
+
+def load_settings(config_dir: Path | None = None, profile: str | None = None) -> Settings:
+    """Read the YAML files and the chosen profile; ``LLMGW_*`` variables override both."""
+    folder = config_dir or default_config_dir()
+    chosen = profile or os.environ.get("LLMGW_PROFILE") or "dev"
+    data: dict[str, Any] = {}
+    for name in _BASE_FILES:
+        if (folder / name).is_file():
+            data = _deep_merge(data, _read_yaml(folder / name))
+    profile_file = folder / "profiles" / f"{chosen}.yaml"
+    if not profile_file.is_file():
+        raise ValueError(f"unknown profile {chosen!r}: {profile_file} does not exist")
+    data = _deep_merge(data, _read_yaml(profile_file))
+    data["profile"] = chosen
+    return Settings(**data)
