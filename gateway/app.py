@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.errors import install_error_handlers
-from gateway.http import health_routes, openai_routes
+from gateway.http import admin_routes, health_routes, openai_routes
 from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.http.state import GatewayState
 
@@ -33,6 +33,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(admin_routes.router)
     if state.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,0 +1,143 @@
+"""Shared fixtures: a fake-engine app for fast tests, one real gateway per session.
+
+``live_gateway`` runs the real ``llm-gateway serve --profile test`` (vLLM CPU engine,
+SmolLM2) in a subprocess once per test session; every engine test shares it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from engine.fake import CharRenderer, FakeEngine
+from gateway.app import create_app
+from gateway.bootstrap import build_state
+from gateway.http.state import GatewayState
+from gateway.serving.registry import ModelRegistry, ServedModel
+from gateway.settings import Settings, load_settings
+
+REPO = Path(__file__).resolve().parent.parent
+ADMIN_KEY = "test-admin-key"
+MODEL = "smollm2-135m-instruct"
+STARTUP_TIMEOUT_S = 900
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class LiveGateway:
+    base_url: str
+    admin_key: str
+    model: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str]
+
+    @property
+    def v1(self) -> str:
+        return self.base_url + "/v1"
+
+    def admin_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.admin_key}"}
+
+    def engine_stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.base_url}/admin/engines", headers=self.admin_headers())
+        response.raise_for_status()
+        stats: dict[str, Any] = response.json()[self.model]
+        return stats
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def start_gateway(log_path: Path, env_overrides: dict[str, str], profile: str = "test") -> LiveGateway:
+    """Start ``llm-gateway serve`` and wait until ``/ready`` answers 200."""
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_overrides}
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--profile", profile, "--port", str(port)],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    gateway = LiveGateway(f"http://127.0.0.1:{port}", ADMIN_KEY, MODEL, process, log_path,
+                          env_overrides)
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {process.returncode}:\n{gateway.log_tail()}")
+        try:
+            if httpx.get(f"{gateway.base_url}/ready", timeout=5).status_code == 200:
+                return gateway
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    stop_gateway(gateway)
+    raise RuntimeError(f"gateway not ready after {STARTUP_TIMEOUT_S} s:\n{gateway.log_tail()}")
+
+
+def stop_gateway(gateway: LiveGateway) -> None:
+    gateway.process.terminate()
+    try:
+        gateway.process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        gateway.process.kill()
+        gateway.process.wait()
+
+
+def live_gateway_env(tmp: Path) -> dict[str, str]:
+    """Environment for the session gateway; extend here when a feature needs settings."""
+    del tmp
+    return {}
+
+
+@pytest.fixture(scope="session")
+def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    tmp = tmp_path_factory.mktemp("live-gateway")
+    gateway = start_gateway(tmp / "gateway.log", live_gateway_env(tmp))
+    try:
+        yield gateway
+    finally:
+        stop_gateway(gateway)
+
+
+# ---- fast tests: the real app around a fake engine -------------------------------
+
+
+def make_settings(**overrides: Any) -> Settings:
+    base = load_settings(profile="test")
+    return base.model_copy(update=overrides)
+
+
+@pytest.fixture
+def fake_engine() -> FakeEngine:
+    return FakeEngine(model_name=MODEL)
+
+
+def fake_state(engine: FakeEngine, settings: Settings | None = None) -> GatewayState:
+    registry = ModelRegistry([ServedModel(engine.model_name, engine, CharRenderer())])
+    return build_state(settings or make_settings(), registry)
+
+
+@pytest.fixture
+async def fake_client(fake_engine: FakeEngine) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(fake_state(fake_engine), manage_engines=False)
+    transport = httpx.ASGITransport(app=app)
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://gateway", headers=headers
+    ) as client:
+        yield client
