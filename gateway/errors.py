@@ -7,6 +7,7 @@ Every failure a client can see leaves through ``install_error_handlers``:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -14,7 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
+from engine.errors import (
+    EngineError,
+    EngineRequestError,
+    EngineUnavailableError,
+    ModelNotPreparedError,
+)
 
 log = logging.getLogger("llm_gateway.errors")
 
@@ -126,18 +132,25 @@ def _param_from_loc(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-def _json(error: GatewayError) -> JSONResponse:
+# Told of every error response (metrics count them); set by ``install_error_handlers``.
+ErrorListener = Callable[[Request, GatewayError], None]
+
+
+def _json(request: Request, error: GatewayError) -> JSONResponse:
+    listener: ErrorListener | None = getattr(request.app.state, "error_listener", None)
+    if listener is not None:
+        listener(request, error)
     return JSONResponse(error.envelope(), status_code=error.status_code, headers=error.headers())
 
 
-async def _on_gateway_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
     error = as_gateway_error(exc)
     if error.status_code >= 500 and not isinstance(exc, GatewayError | EngineUnavailableError):
         log.exception("unhandled error", exc_info=exc)
-    return _json(error)
+    return _json(request, error)
 
 
-async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     loc = tuple(first.get("loc", ()))
@@ -148,18 +161,22 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
         message = f"Unrecognized request argument supplied: {loc[-1] if loc else ''}"
     param = _param_from_loc(loc)
     text = f"{message} (param: {param})" if param and "argument" not in message else message
-    return _json(InvalidRequestError(text, param=param))
+    return _json(request, InvalidRequestError(text, param=param))
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    kind = NotFoundError if exc.status_code == 404 else InvalidRequestError
-    error = kind(str(exc.detail))
+    kinds: dict[int, type[GatewayError]] = {404: NotFoundError, 413: RequestTooLargeError}
+    error = kinds.get(exc.status_code, InvalidRequestError)(str(exc.detail))
     error.status_code = exc.status_code
-    return _json(error)
+    return _json(request, error)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(app: FastAPI, on_error: ErrorListener | None = None) -> None:
+    app.state.error_listener = on_error
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(GatewayError, _on_gateway_error)
+    app.add_exception_handler(EngineError, _on_gateway_error)
+    # Anything else is our bug: a 500 envelope (Starlette logs and re-raises it after sending).
     app.add_exception_handler(Exception, _on_gateway_error)
