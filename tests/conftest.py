@@ -64,17 +64,23 @@ class LiveGateway:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def start_gateway(log_path: Path, env_overrides: dict[str, str], profile: str = "test") -> LiveGateway:
+def start_gateway(
+    log_path: Path, env_overrides: dict[str, str], profile: str = "test"
+) -> LiveGateway:
     """Start ``llm-gateway serve`` and wait until ``/ready`` answers 200."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_overrides}
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve", "--profile", profile, "--port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    gateway = LiveGateway(f"http://127.0.0.1:{port}", ADMIN_KEY, MODEL, process, log_path,
-                          env_overrides)
+    gateway = LiveGateway(
+        f"http://127.0.0.1:{port}", ADMIN_KEY, MODEL, process, log_path, env_overrides
+    )
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:

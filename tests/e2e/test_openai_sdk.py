@@ -10,12 +10,17 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import LiveGateway
 
 pytestmark = [pytest.mark.engine]
-FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
-STORY = [{"role": "user", "content": "Write a very long story about a dragon and a knight."}]
+FRANCE: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "What is the capital of France?"}
+]
+STORY: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Write a very long story about a dragon and a knight."}
+]
 
 
 def sync_client(gateway: LiveGateway) -> openai.OpenAI:
@@ -31,22 +36,30 @@ def engine_delta(gateway: LiveGateway, action: Callable[[], Any]) -> tuple[Any, 
     before = gateway.engine_stats()
     result = action()
     after = wait_idle(gateway)
-    return (result, after["prompt_tokens_total"] - before["prompt_tokens_total"],
-            after["generation_tokens_total"] - before["generation_tokens_total"])
+    return (
+        result,
+        after["prompt_tokens_total"] - before["prompt_tokens_total"],
+        after["generation_tokens_total"] - before["generation_tokens_total"],
+    )
 
 
 def wait_idle(gateway: LiveGateway, timeout_s: float = 30) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while True:
         stats = gateway.engine_stats()
-        if (stats["running"] == 0 and stats["unfinished_requests"] == 0) or time.monotonic() > deadline:
+        if (
+            stats["running"] == 0 and stats["unfinished_requests"] == 0
+        ) or time.monotonic() > deadline:
             return stats
         time.sleep(0.2)
 
 
-def test_chat_when_asked_capital_of_france_then_answer_says_paris(live_gateway: LiveGateway) -> None:
+def test_chat_when_asked_capital_of_france_then_answer_says_paris(
+    live_gateway: LiveGateway,
+) -> None:
     completion = sync_client(live_gateway).chat.completions.create(
-        model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=30)  # type: ignore[arg-type]
+        model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=30
+    )
     assert "Paris" in (completion.choices[0].message.content or "")
     assert completion.choices[0].finish_reason == "stop"
 
@@ -55,9 +68,12 @@ def test_usage_when_request_finishes_then_equals_engine_token_counts(
     live_gateway: LiveGateway,
 ) -> None:
     client = sync_client(live_gateway)
-    completion, prompt_delta, generation_delta = engine_delta(live_gateway, lambda: (
-        client.chat.completions.create(
-            model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=40)))  # type: ignore[arg-type]
+    completion, prompt_delta, generation_delta = engine_delta(
+        live_gateway,
+        lambda: client.chat.completions.create(
+            model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=40
+        ),
+    )
     assert completion.usage.prompt_tokens == prompt_delta
     assert completion.usage.completion_tokens == generation_delta
     assert completion.usage.total_tokens == prompt_delta + generation_delta
@@ -67,12 +83,19 @@ async def test_stream_when_greedy_then_text_equals_non_streamed_text(
     live_gateway: LiveGateway,
 ) -> None:
     client = async_client(live_gateway)
-    messages = [{"role": "user", "content": "Name three colors and describe each briefly."}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Name three colors and describe each briefly."}
+    ]
     whole = await client.chat.completions.create(
-        model=live_gateway.model, messages=messages, temperature=0, max_tokens=60)  # type: ignore[arg-type]
+        model=live_gateway.model, messages=messages, temperature=0, max_tokens=60
+    )
     stream = await client.chat.completions.create(
-        model=live_gateway.model, messages=messages, temperature=0, max_tokens=60,  # type: ignore[arg-type]
-        stream=True)
+        model=live_gateway.model,
+        messages=messages,
+        temperature=0,
+        max_tokens=60,
+        stream=True,
+    )
     parts: list[str] = []
     usage = None
     async for chunk in stream:
@@ -88,7 +111,8 @@ async def test_stream_when_greedy_then_text_equals_non_streamed_text(
 
 def test_chat_when_max_tokens_five_then_length_and_five_tokens(live_gateway: LiveGateway) -> None:
     completion = sync_client(live_gateway).chat.completions.create(
-        model=live_gateway.model, messages=STORY, temperature=0, max_tokens=5)  # type: ignore[arg-type]
+        model=live_gateway.model, messages=STORY, temperature=0, max_tokens=5
+    )
     assert completion.choices[0].finish_reason == "length"
     assert completion.usage is not None and completion.usage.completion_tokens == 5
 
@@ -96,15 +120,22 @@ def test_chat_when_max_tokens_five_then_length_and_five_tokens(live_gateway: Liv
 def test_chat_when_stop_strings_given_then_they_never_appear(live_gateway: LiveGateway) -> None:
     client = sync_client(live_gateway)
     whole = client.chat.completions.create(
-        model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=30, stop=["Paris"])  # type: ignore[arg-type]
+        model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=30, stop=["Paris"]
+    )
     assert "Paris" not in (whole.choices[0].message.content or "")
     assert whole.choices[0].finish_reason == "stop"
     streamed = "".join(
         chunk.choices[0].delta.content or ""
         for chunk in client.chat.completions.create(
-            model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=30,  # type: ignore[arg-type]
-            stop=["Paris", " is"], stream=True)
-        if chunk.choices)
+            model=live_gateway.model,
+            messages=FRANCE,
+            temperature=0,
+            max_tokens=30,
+            stop=["Paris", " is"],
+            stream=True,
+        )
+        if chunk.choices
+    )
     assert "Paris" not in streamed and " is" not in streamed
 
 
@@ -115,7 +146,8 @@ def test_chat_when_same_seed_then_same_text_at_temperature_point_eight(
 
     def sample(seed: int) -> str:
         completion = client.chat.completions.create(
-            model=live_gateway.model, messages=STORY, temperature=0.8, seed=seed, max_tokens=40)  # type: ignore[arg-type]
+            model=live_gateway.model, messages=STORY, temperature=0.8, seed=seed, max_tokens=40
+        )
         return completion.choices[0].message.content or ""
 
     first = sample(1234)
@@ -130,8 +162,13 @@ async def test_stream_when_sixteen_concurrent_then_all_complete_with_exact_usage
 
     async def one(i: int) -> Any:
         stream = await client.chat.completions.create(
-            model=live_gateway.model, stream=True, temperature=0.7, seed=i, max_tokens=48,
-            messages=[{"role": "user", "content": f"Tell me fact number {i} about the sea."}])  # type: ignore[arg-type]
+            model=live_gateway.model,
+            stream=True,
+            temperature=0.7,
+            seed=i,
+            max_tokens=48,
+            messages=[{"role": "user", "content": f"Tell me fact number {i} about the sea."}],
+        )
         usage, finished = None, None
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].finish_reason:
@@ -145,22 +182,31 @@ async def test_stream_when_sixteen_concurrent_then_all_complete_with_exact_usage
     after = wait_idle(live_gateway)
     assert all(usage is not None and finished in ("stop", "length") for usage, finished in results)
     assert sum(u.completion_tokens for u, _ in results) == (
-        after["generation_tokens_total"] - before["generation_tokens_total"])
+        after["generation_tokens_total"] - before["generation_tokens_total"]
+    )
     assert sum(u.prompt_tokens for u, _ in results) == (
-        after["prompt_tokens_total"] - before["prompt_tokens_total"])
+        after["prompt_tokens_total"] - before["prompt_tokens_total"]
+    )
 
 
 def test_chat_when_n_two_then_two_choices_streamed_and_not(live_gateway: LiveGateway) -> None:
     client = sync_client(live_gateway)
     whole = client.chat.completions.create(
-        model=live_gateway.model, messages=FRANCE, temperature=0.9, n=2, max_tokens=20)  # type: ignore[arg-type]
+        model=live_gateway.model, messages=FRANCE, temperature=0.9, n=2, max_tokens=20
+    )
     assert sorted(c.index for c in whole.choices) == [0, 1]
     indexes = {
         choice.index
         for chunk in client.chat.completions.create(
-            model=live_gateway.model, messages=FRANCE, temperature=0.9, n=2, max_tokens=20,  # type: ignore[arg-type]
-            stream=True)
-        for choice in chunk.choices}
+            model=live_gateway.model,
+            messages=FRANCE,
+            temperature=0.9,
+            n=2,
+            max_tokens=20,
+            stream=True,
+        )
+        for choice in chunk.choices
+    }
     assert indexes == {0, 1}
 
 
@@ -168,8 +214,12 @@ def test_completions_when_prompt_text_then_sdk_returns_text_and_logprobs(
     live_gateway: LiveGateway,
 ) -> None:
     completion = sync_client(live_gateway).completions.create(
-        model=live_gateway.model, prompt="The capital of France is", max_tokens=8, temperature=0,
-        logprobs=2)
+        model=live_gateway.model,
+        prompt="The capital of France is",
+        max_tokens=8,
+        temperature=0,
+        logprobs=2,
+    )
     choice = completion.choices[0]
     assert choice.text
     assert choice.logprobs is not None and len(choice.logprobs.tokens or []) == 8
@@ -178,9 +228,16 @@ def test_completions_when_prompt_text_then_sdk_returns_text_and_logprobs(
 
 def test_chat_when_logprobs_requested_then_sdk_parses_them(live_gateway: LiveGateway) -> None:
     completion = sync_client(live_gateway).chat.completions.create(
-        model=live_gateway.model, messages=FRANCE, temperature=0, max_tokens=6,  # type: ignore[arg-type]
-        logprobs=True, top_logprobs=3)
-    content = completion.choices[0].logprobs.content  # type: ignore[union-attr]
+        model=live_gateway.model,
+        messages=FRANCE,
+        temperature=0,
+        max_tokens=6,
+        logprobs=True,
+        top_logprobs=3,
+    )
+    logprobs = completion.choices[0].logprobs
+    assert logprobs is not None
+    content = logprobs.content
     assert content is not None and len(content) == 6
     assert all(len(item.top_logprobs) == 3 for item in content)
     assert all(item.logprob <= 0 for item in content)
@@ -189,18 +246,31 @@ def test_chat_when_logprobs_requested_then_sdk_parses_them(live_gateway: LiveGat
 def test_chat_when_prompt_too_long_then_sdk_raises_bad_request(live_gateway: LiveGateway) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         sync_client(live_gateway).chat.completions.create(
-            model=live_gateway.model, max_tokens=10,
-            messages=[{"role": "user", "content": "word " * 5000}])
+            model=live_gateway.model,
+            max_tokens=10,
+            messages=[{"role": "user", "content": "word " * 5000}],
+        )
     assert caught.value.code == "context_length_exceeded"
 
 
 def test_stream_when_client_disconnects_then_engine_aborts(live_gateway: LiveGateway) -> None:
     before = live_gateway.engine_stats()
-    body = {"model": live_gateway.model, "messages": STORY, "max_tokens": 1500,
-            "temperature": 0.8, "seed": 7, "stream": True}
+    body = {
+        "model": live_gateway.model,
+        "messages": STORY,
+        "max_tokens": 1500,
+        "temperature": 0.8,
+        "seed": 7,
+        "stream": True,
+    }
     received = 0
-    with httpx.stream("POST", f"{live_gateway.v1}/chat/completions", json=body,
-                      headers=live_gateway.admin_headers(), timeout=60) as response:
+    with httpx.stream(
+        "POST",
+        f"{live_gateway.v1}/chat/completions",
+        json=body,
+        headers=live_gateway.admin_headers(),
+        timeout=60,
+    ) as response:
         for line in response.iter_lines():
             received += line.startswith("data: ")
             if received >= 5:

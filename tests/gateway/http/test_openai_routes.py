@@ -22,11 +22,13 @@ def sse_payloads(body: str) -> list[str]:
     for event in events:
         lines = event.split("\n")
         assert all(line.startswith("data: ") or line.startswith(":") for line in lines), event
-        payloads.extend(line[len("data: "):] for line in lines if line.startswith("data: "))
+        payloads.extend(line[len("data: ") :] for line in lines if line.startswith("data: "))
     return payloads
 
 
-def assert_envelope(response: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
+def assert_envelope(
+    response: httpx.Response, status: int, param: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -45,7 +47,10 @@ async def test_chat_when_not_streamed_then_returns_text_and_exact_usage(
     body = response.json()
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"] == {
-        "role": "assistant", "content": fake_engine.reply, "refusal": None}
+        "role": "assistant",
+        "content": fake_engine.reply,
+        "refusal": None,
+    }
     assert body["choices"][0]["finish_reason"] == "stop"
     prompt = "user: Capital of France?\nassistant: "
     assert body["usage"]["prompt_tokens"] == len(prompt)
@@ -88,7 +93,8 @@ async def test_stream_when_text_contains_newlines_and_data_lines_then_framing_ho
 ) -> None:
     fake_engine.reply = "a\n\ndata: [DONE]\r\n\nevent: x\nb"
     payloads = sse_payloads(
-        (await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})).text)
+        (await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})).text
+    )
     assert payloads.count("[DONE]") == 1 and payloads[-1] == "[DONE]"
     chunks = [json.loads(p) for p in payloads[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
@@ -110,7 +116,9 @@ async def test_chat_when_n_is_two_then_both_choices_stream_and_usage_counts_both
 
 
 async def test_chat_when_n_above_one_and_greedy_then_400(fake_client: httpx.AsyncClient) -> None:
-    response = await fake_client.post("/v1/chat/completions", json={**CHAT, "n": 2, "temperature": 0})
+    response = await fake_client.post(
+        "/v1/chat/completions", json={**CHAT, "n": 2, "temperature": 0}
+    )
     assert_envelope(response, 400, "n")
 
 
@@ -135,8 +143,9 @@ async def test_chat_when_logprobs_requested_then_each_token_has_top_alternatives
     fake_client: httpx.AsyncClient, fake_engine: FakeEngine
 ) -> None:
     body = {**CHAT, "logprobs": True, "top_logprobs": 2}
-    logprobs = (await fake_client.post("/v1/chat/completions", json=body)).json()[
-        "choices"][0]["logprobs"]["content"]
+    logprobs = (await fake_client.post("/v1/chat/completions", json=body)).json()["choices"][0][
+        "logprobs"
+    ]["content"]
     assert len(logprobs) == len(fake_engine.reply)
     assert all(len(item["top_logprobs"]) == 2 and item["bytes"] for item in logprobs)
 
@@ -153,7 +162,9 @@ async def test_completion_when_prompt_is_text_then_text_completion_shape(
     assert len(data["choices"][0]["logprobs"]["tokens"]) == len(fake_engine.reply)
 
 
-async def test_completion_when_default_max_tokens_then_sixteen(fake_client: httpx.AsyncClient) -> None:
+async def test_completion_when_default_max_tokens_then_sixteen(
+    fake_client: httpx.AsyncClient,
+) -> None:
     data = (await fake_client.post("/v1/completions", json={"model": MODEL, "prompt": "Hi"})).json()
     assert data["usage"]["completion_tokens"] == 16
     assert data["choices"][0]["finish_reason"] == "length"
@@ -193,21 +204,28 @@ async def test_chat_when_body_is_wrong_then_400_envelope_names_param(
 
 async def test_chat_when_json_is_malformed_then_400(fake_client: httpx.AsyncClient) -> None:
     response = await fake_client.post(
-        "/v1/chat/completions", content=b'{"model": "x", ',
-        headers={"content-type": "application/json"})
+        "/v1/chat/completions",
+        content=b'{"model": "x", ',
+        headers={"content-type": "application/json"},
+    )
     assert_envelope(response, 400)
 
 
 async def test_chat_when_body_is_invalid_utf8_then_400(fake_client: httpx.AsyncClient) -> None:
     response = await fake_client.post(
-        "/v1/chat/completions", content=b'{"model": "\xff\xfe"}',
-        headers={"content-type": "application/json"})
+        "/v1/chat/completions",
+        content=b'{"model": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
     assert_envelope(response, 400)
 
 
 async def test_chat_when_model_unknown_then_404(fake_client: httpx.AsyncClient) -> None:
     error = assert_envelope(
-        await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"}), 404, "model")
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "model": "gpt-9"}),
+        404,
+        "model",
+    )
     assert error["code"] == "model_not_found"
 
 
@@ -216,7 +234,8 @@ async def test_chat_when_prompt_exceeds_context_then_400_names_limits(
 ) -> None:
     long = {"role": "user", "content": "x" * (fake_engine.max_model_len + 10)}
     error = assert_envelope(
-        await fake_client.post("/v1/chat/completions", json={**CHAT, "messages": [long]}), 400)
+        await fake_client.post("/v1/chat/completions", json={**CHAT, "messages": [long]}), 400
+    )
     assert error["code"] == "context_length_exceeded"
     assert str(fake_engine.max_model_len) in error["message"]
 
@@ -229,14 +248,17 @@ async def test_request_when_body_too_large_then_413(fake_client: httpx.AsyncClie
 async def test_request_when_json_deeply_nested_then_400(fake_client: httpx.AsyncClient) -> None:
     nested = "[" * 5000 + "]" * 5000
     response = await fake_client.post(
-        "/v1/chat/completions", content=f'{{"model": "{MODEL}", "messages": {nested}}}'.encode(),
-        headers={"content-type": "application/json"})
+        "/v1/chat/completions",
+        content=f'{{"model": "{MODEL}", "messages": {nested}}}'.encode(),
+        headers={"content-type": "application/json"},
+    )
     assert_envelope(response, 400)
 
 
 async def test_request_when_auth_on_and_no_key_then_401(fake_client: httpx.AsyncClient) -> None:
-    response = await fake_client.post("/v1/chat/completions", json=CHAT,
-                                      headers={"authorization": ""})
+    response = await fake_client.post(
+        "/v1/chat/completions", json=CHAT, headers={"authorization": ""}
+    )
     assert_envelope(response, 401)
     wrong = await fake_client.get("/v1/models", headers={"authorization": "Bearer nope"})
     assert_envelope(wrong, 401)
@@ -244,13 +266,17 @@ async def test_request_when_auth_on_and_no_key_then_401(fake_client: httpx.Async
 
 async def test_request_when_auth_off_then_no_key_needed(fake_engine: FakeEngine) -> None:
     settings = make_settings()
-    settings = settings.model_copy(update={"auth": settings.auth.model_copy(update={"enabled": False})})
+    settings = settings.model_copy(
+        update={"auth": settings.auth.model_copy(update={"enabled": False})}
+    )
     app = create_app(fake_state(fake_engine, settings), manage_engines=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://g") as c:
         assert (await c.post("/v1/chat/completions", json=CHAT)).status_code == 200
 
 
-async def test_unknown_route_when_requested_then_404_envelope(fake_client: httpx.AsyncClient) -> None:
+async def test_unknown_route_when_requested_then_404_envelope(
+    fake_client: httpx.AsyncClient,
+) -> None:
     assert_envelope(await fake_client.get("/v1/nothing-here"), 404)
 
 
@@ -270,15 +296,21 @@ async def test_stream_when_engine_fails_midway_then_error_event_and_done(
 ) -> None:
     fake_engine.fail_after_tokens = 3
     payloads = sse_payloads(
-        (await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})).text)
+        (await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})).text
+    )
     assert payloads[-1] == "[DONE]"
     assert json.loads(payloads[-2])["error"]["type"] == "service_unavailable"
 
 
-async def test_server_when_many_bad_requests_then_keeps_serving(fake_client: httpx.AsyncClient) -> None:
+async def test_server_when_many_bad_requests_then_keeps_serving(
+    fake_client: httpx.AsyncClient,
+) -> None:
     for _ in range(20):
-        await fake_client.post("/v1/chat/completions", content=b"not json",
-                               headers={"content-type": "application/json"})
+        await fake_client.post(
+            "/v1/chat/completions",
+            content=b"not json",
+            headers={"content-type": "application/json"},
+        )
     assert (await fake_client.post("/v1/chat/completions", json=CHAT)).status_code == 200
 
 
