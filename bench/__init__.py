@@ -1,0 +1,1 @@
+"""``llm-gateway bench``: side-by-side performance numbers measured in one run."""

@@ -1,0 +1,96 @@
+"""``llm-gateway bench``: every performance claim, measured side by side in one run."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gateway.settings import load_settings
+
+console = Console()
+_RESULTS = Path(__file__).resolve().parent.parent.parent / "bench" / "results"
+_README = _RESULTS.parent.parent / "README.md"
+
+
+def _peer_model(url: str, model: str | None) -> str:
+    if model:
+        return model
+    try:
+        response = httpx.get(f"{url}/models", timeout=30)
+        response.raise_for_status()
+        return str(response.json()["data"][0]["id"])
+    except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot list models at {url}: {exc}",
+                                 param_hint="--peer") from exc
+
+
+def _v1(url: str) -> str:
+    url = url.rstrip("/")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def bench(
+    quick: bool = typer.Option(False, help="Tiny sizes: a smoke test (numbers meaningless)."),
+    sections: str = typer.Option(
+        "overhead,batching,speculation,precision,peer,ceiling",
+        help="Comma-separated sections to run."),
+    peer: str = typer.Option(None, help="An OpenAI-compatible server to compare (URL)."),
+    peer_model: str = typer.Option(None, help="Model name at --peer (default: its first)."),
+    gateway_url: str = typer.Option(
+        None, help="Measure this running gateway instead of starting engines."),
+    api_key: str = typer.Option(None, envvar="LLMGW_BENCH_API_KEY",
+                                help="Bearer key for --gateway-url (admin key: acceptance)."),
+    model: str = typer.Option(None, help="Model to measure (default: default_model)."),
+    profile: str = typer.Option("cpu", help="Settings profile for the started gateways."),
+    draft: Path = typer.Option(None, help="Trained draft model folder for speculation."),
+    kv_cache_gib: int = typer.Option(None, help="KV cache per engine (GiB; default: config)."),
+    min_free_gib: float = typer.Option(0.0, help="Wait for this much free memory per start."),
+    out: Path = typer.Option(_RESULTS, help="Folder for the JSON, Markdown and plots."),
+    note: str = typer.Option("", help="A note stored with the results (e.g. machine busy)."),
+    update_readme: bool = typer.Option(False, help="Put the tables and plots in README.md."),
+) -> None:
+    """Gateway vs engine, batching, speculation, precision, a peer, and the bandwidth ceiling."""
+    from bench.load import Endpoint
+    from bench.report import readme_block
+    from bench.report import update_readme as write_readme
+    from bench.runner import RunOptions
+    from bench.session import BenchRequest, prepare, run
+    from bench.targets import LaunchOptions
+
+    settings = load_settings(profile=profile)
+    chosen = model or settings.default_model or next(iter(settings.models))
+    external = Endpoint("gateway", _v1(gateway_url), chosen, api_key) if gateway_url else None
+    peer_endpoint = None
+    if peer:
+        peer_endpoint = Endpoint("peer", _v1(peer), _peer_model(_v1(peer), peer_model))
+    logs = Path(tempfile.mkdtemp(prefix="llmgw-bench-logs-"))
+    launch = LaunchOptions(settings, profile, kv_cache_gib, min_free_gib, 900, logs)
+    request = BenchRequest(
+        settings=settings, model=chosen, quick=quick,
+        sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
+        options=RunOptions(launch, external), out_dir=out, peer=peer_endpoint,
+        draft_path=draft, note=note)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("measuring memory bandwidth", total=None)
+        ctx, steps = prepare(request)
+        progress.update(task, total=steps, completed=0)
+
+        def report(description: str, advance: int) -> None:
+            progress.update(task, description=description, advance=advance)
+
+        doc, files = run(request, ctx, report)
+    for path in files:
+        console.print(f"wrote {path}")
+    console.print(f"server logs in {logs}")
+    if update_readme:
+        folder = os.path.relpath(out.resolve(), _README.parent)
+        write_readme(_README, readme_block(doc, folder, ("overhead", "batching")))
+        console.print(f"updated {_README}")
