@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.speculation_health import HealthPolicy
+
 Dtype = Literal["float32", "bfloat16", "float16", "auto"]
 SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle3"]
 
@@ -22,8 +24,21 @@ class SpeculationConfig:
     prompt_lookup_min: int = 2
     prompt_lookup_max: int = 4
     draft_path: Path | None = None
+    # Adaptive: no drafts while more than this many requests share a step (vLLM's
+    # dynamic speculative decoding schedule); None speculates at every batch size.
+    max_batch_size: int | None = None
+    # Metering: the draft is "stale" when the acceptance over the last
+    # ``acceptance_window_s`` falls below ``acceptance_floor`` (0 disables).
+    acceptance_floor: float = 0.0
+    acceptance_window_s: float = 300.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.acceptance_floor <= 1.0:
+            raise ValueError("acceptance_floor must be in [0, 1]")
+        if self.acceptance_window_s <= 0:
+            raise ValueError("acceptance_window_s must be positive")
+        if self.max_batch_size is not None and self.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
         if self.method == "none":
             return
         if not 1 <= self.num_speculative_tokens <= 16:
@@ -36,20 +51,25 @@ class SpeculationConfig:
     def to_vllm(self) -> dict[str, Any] | None:
         if self.method == "none":
             return None
-        if self.method == "ngram":
-            return {
-                "method": "ngram",
-                "num_speculative_tokens": self.num_speculative_tokens,
-                "prompt_lookup_min": self.prompt_lookup_min,
-                "prompt_lookup_max": self.prompt_lookup_max,
-            }
         out: dict[str, Any] = {
-            "model": str(self.draft_path),
+            "method": self.method,
             "num_speculative_tokens": self.num_speculative_tokens,
         }
-        if self.method == "eagle3":
-            out["method"] = "eagle3"
+        if self.method == "ngram":
+            out["prompt_lookup_min"] = self.prompt_lookup_min
+            out["prompt_lookup_max"] = self.prompt_lookup_max
+        else:
+            out["model"] = str(self.draft_path)
+        if self.max_batch_size is not None:
+            # Inclusive batch-size ranges; vLLM carries the last value to max_num_seqs.
+            k, limit = self.num_speculative_tokens, self.max_batch_size
+            schedule = [[1, limit, k], [limit + 1, limit + 1, 0]]
+            out["num_speculative_tokens_per_batch_size"] = schedule
         return out
+
+    def health_policy(self) -> HealthPolicy:
+        return HealthPolicy(floor=self.acceptance_floor, window_s=self.acceptance_window_s,
+                            bucket_s=min(10.0, self.acceptance_window_s))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from engine.config import EngineConfig
 from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
 from engine.protocol import EngineOutput, EngineStats, GenerationRequest
+from engine.quantization.capability import require_supported
 from engine.stat_collector import StatCollector
 from engine.vllm_convert import to_engine_output, to_sampling_params
 
@@ -53,6 +54,7 @@ class EmbeddedEngine:
         from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
+        require_supported(self._config)  # a clear error before vLLM tries the kernels
         if current_platform.is_cpu():
             os.environ.update(self._config.cpu.environment())
         args = AsyncEngineArgs(**self._config.engine_args_kwargs())

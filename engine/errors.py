@@ -17,3 +17,11 @@ class EngineUnavailableError(EngineError):
 
 class EngineRequestError(EngineError):
     """The engine rejected one request (bad parameters for this model)."""
+
+
+class UnsupportedQuantizationError(EngineError):
+    """This machine cannot run the model's quantization scheme (checked before vLLM starts)."""
+
+
+class QuantizationError(EngineError):
+    """Producing a quantized variant failed."""

@@ -14,7 +14,7 @@ def embedded_models(settings: Settings) -> ModelRegistry:
     from engine.embedded import EmbeddedEngine
 
     served = []
-    for name in settings.models:
+    for name in settings.served_models():
         config = settings.engine_config(name)
         renderer = HfPromptRenderer.from_folder(config.model_path)
         served.append(ServedModel(name, EmbeddedEngine(config), renderer))

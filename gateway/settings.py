@@ -42,7 +42,16 @@ class SpeculationSettings(_Strict):
     draft_path: Path | None = None
 
 
+class QuantizedSettings(_Strict):
+    """This model is ``base`` quantized by ``llm-gateway quantize --method <method>``."""
+
+    base: str
+    method: Literal["w8a8-int8", "w4a16-awq"]
+
+
 class ModelSettings(_Strict):
+    enabled: bool = True  # served by `llm-gateway serve`; profiles switch variants on
+    quantized: QuantizedSettings | None = None
     source: SourceSettings | None = None
     path: Path | None = None  # a prepared Hugging Face folder; default: <model_cache>/<name>
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
@@ -108,7 +117,16 @@ class Settings(BaseSettings):
     def _default_model_is_served(self) -> Settings:
         if self.default_model is not None and self.default_model not in self.models:
             raise ValueError(f"default_model {self.default_model!r} is not in models")
+        if self.default_model is not None and not self.models[self.default_model].enabled:
+            raise ValueError(f"default_model {self.default_model!r} is not enabled")
+        for name, model in self.models.items():
+            if model.quantized is not None and model.quantized.base not in self.models:
+                raise ValueError(f"{name}: quantized.base {model.quantized.base!r} is not a model")
         return self
+
+    def served_models(self) -> list[str]:
+        """The models ``serve`` starts engines for (``enabled: true``)."""
+        return [name for name, model in self.models.items() if model.enabled]
 
     def model_path(self, name: str) -> Path:
         model = self.models[name]

@@ -45,3 +45,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
 fi
 
 "$VENV/bin/llm-gateway" models prepare
+
+# llmcompressor's own environment for `llm-gateway quantize` (.venv-quant; idempotent).
+# The quantized variants themselves are built on demand: `llm-gateway quantize --all`.
+./scripts/quant-env.sh

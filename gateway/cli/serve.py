@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 
 def serve(
@@ -19,6 +19,7 @@ def serve(
     from gateway.bootstrap import build_state, embedded_models
 
     settings = load_settings(profile=profile)
+    _preflight(settings)
     state = build_state(settings, embedded_models(settings))
     app = create_app(state)
     uvicorn.run(
@@ -28,3 +29,16 @@ def serve(
         log_level="info",
         timeout_graceful_shutdown=int(settings.limits.request_timeout_s),
     )
+
+
+def _preflight(settings: Settings) -> None:
+    """Refuse to start, with a clear message, when a quantization cannot run here."""
+    from engine.errors import UnsupportedQuantizationError
+    from engine.quantization.capability import require_supported
+
+    try:
+        for name in settings.served_models():
+            require_supported(settings.engine_config(name))
+    except UnsupportedQuantizationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc

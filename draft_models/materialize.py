@@ -1,0 +1,55 @@
+"""Turn a shipped draft (trained tensors + card) into a folder vLLM loads.
+
+The shipped form holds only what training changed; the embeddings and head come from
+the target itself, so the draft is re-tied to exactly the weights it was trained with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from draft_models.registry import (
+    DraftIncompatibleError,
+    check_compatible,
+    fingerprint,
+    read_card,
+)
+
+LAYERS_FILE = "layers.safetensors"
+_MARKER = "llm-gateway-draft.json"
+
+
+def draft_dir_name(card: dict[str, object]) -> str:
+    target = card["target"]
+    arch = card["architecture"]
+    assert isinstance(target, dict) and isinstance(arch, dict)
+    return f"{target['name']}-draft-{arch['num_layers']}l"
+
+
+def materialize(shipped: Path, target_dir: Path, cache: Path) -> Path:
+    """Write ``<cache>/<target>-draft-<n>l`` once per shipped version; return its path."""
+    card = read_card(shipped)
+    layers = shipped / LAYERS_FILE
+    digest = hashlib.sha256(layers.read_bytes()).hexdigest()
+    if digest != card["files"][LAYERS_FILE]:
+        raise ValueError(f"{layers} does not match its card (sha256 {digest[:12]})")
+    expected = card["target"]["tokenizer_sha256"]
+    actual = fingerprint(target_dir).tokenizer_sha256
+    if expected != actual:
+        raise DraftIncompatibleError(
+            f"{shipped} was trained for tokenizer {expected[:12]}, target has {actual[:12]}"
+        )
+    dest = cache / draft_dir_name(card)
+    marker = dest / _MARKER
+    if marker.is_file() and json.loads(marker.read_text()).get("layers_sha256") == digest:
+        return dest
+    from draft_models.architecture import load_draft, write_hf_folder
+
+    draft = load_draft(target_dir, layers, int(card["architecture"]["num_layers"]))
+    write_hf_folder(draft, target_dir, dest)
+    (dest / "draft-card.json").write_text((shipped / "draft-card.json").read_text())
+    marker.write_text(json.dumps({"layers_sha256": digest, "shipped": str(shipped)}, indent=2))
+    check_compatible(target_dir, dest)
+    return dest

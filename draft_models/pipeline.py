@@ -1,0 +1,171 @@
+"""``draft train`` end to end: data, training, a self-describing draft folder, a report.
+
+Every stage is resumable: shards already generated are kept, training continues from
+its checkpoint, and the draft folder is written last (atomically).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from draft_models.acceptance import AcceptanceReport
+from draft_models.datagen import GenerationPlan, TargetGenerator, read_samples
+from draft_models.prompts import Prompt, bundled_prompts, ledger_prompts, split
+from draft_models.registry import fingerprint, write_card
+from draft_models.train import Trainer, TrainPlan, TrainResult
+
+LAYERS_FILE = "layers.safetensors"
+
+
+class Reporter(Protocol):
+    def stage(self, name: str, total: int) -> None: ...
+
+    def advance(self, done: int, total: int, info: str = "") -> None: ...
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    target_name: str
+    target_dir: Path
+    work_dir: Path
+    out_dir: Path
+    num_layers: int = 2
+    steps: int = 1200
+    prompts: int = 1536
+    held_out: int = 64
+    max_tokens: int = 256
+    ledger_file: Path | None = None
+    seed: int = 0
+    eval_every: int = 50
+    eval_samples: int = 24  # held-out answers scored during training (all of them at the end)
+    lr: float = 1e-3
+    batch_tokens: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.num_layers < 1 or self.prompts < 1 or self.held_out < 1:
+            raise ValueError("num_layers, prompts and held_out must be >= 1")
+
+    @classmethod
+    def smoke(cls, target_name: str, target_dir: Path, work_dir: Path, out_dir: Path) -> BuildPlan:
+        """Minutes, not hours: for CI and for trying the pipeline."""
+        return cls(target_name, target_dir, work_dir, out_dir, num_layers=1, steps=4,
+                   prompts=8, held_out=4, max_tokens=16, eval_every=2, eval_samples=4,
+                   batch_tokens=256)
+
+
+def _prompts(plan: BuildPlan) -> tuple[list[Prompt], list[Prompt]]:
+    train, held = split(bundled_prompts(plan.seed), plan.held_out)
+    train = train[:plan.prompts]
+    if plan.ledger_file is not None:
+        train = ledger_prompts(plan.ledger_file) + train
+    return train, held
+
+
+def generate_data(plan: BuildPlan, reporter: Reporter) -> None:
+    train, held = _prompts(plan)
+    generator = TargetGenerator(GenerationPlan(plan.target_dir, max_tokens=plan.max_tokens,
+                                               chunk=min(64, len(train))))
+    try:
+        reporter.stage("target answers (held-out)", 1)
+        generator.run(plan.work_dir / "heldout", held, reporter.advance)
+        reporter.stage("target answers (train)", 1)
+        generator.run(plan.work_dir / "train", train, reporter.advance)
+    finally:
+        generator.close()
+
+
+def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from draft_models.architecture import build_from_target, default_init_layers
+
+    target = AutoModelForCausalLM.from_pretrained(str(plan.target_dir), dtype=torch.float32)
+    init = default_init_layers(plan.num_layers, int(target.config.num_hidden_layers))
+    draft = build_from_target(target, init)
+    del target
+    train = list(read_samples(plan.work_dir / "train"))
+    heldout = list(read_samples(plan.work_dir / "heldout"))
+    train_plan = TrainPlan(plan.work_dir / f"checkpoint-{plan.num_layers}l.pt",
+                           steps=plan.steps, seed=plan.seed, eval_every=plan.eval_every,
+                           lr=plan.lr, batch_tokens=plan.batch_tokens)
+    trainer = Trainer(draft, train_plan, pad_id=int(draft.config.pad_token_id or 0))
+    reporter.stage("training", plan.steps)
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        info = f"loss {metrics['loss']:.3f}"
+        if "acceptance" in metrics:
+            info += f"  held-out acceptance {metrics['acceptance']:.1%}"
+        reporter.advance(step, total, info)
+
+    result = trainer.run(train, heldout[:plan.eval_samples], progress)
+    if trainer.best_tensors:
+        draft.load_state_dict(trainer.best_tensors, strict=False)
+    return draft, result
+
+
+def write_draft(plan: BuildPlan, draft: Any, result: TrainResult) -> Path:
+    """The shipped form: trained tensors (bfloat16) + card + report; re-measured after rounding."""
+    import torch
+    from safetensors.torch import save_file
+
+    from draft_models.architecture import load_draft, trained_tensors
+    from draft_models.evaluate import acceptance
+
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to(torch.bfloat16) for k, v in trained_tensors(draft).items()}
+    layers_path = plan.out_dir / LAYERS_FILE
+    save_file(tensors, str(layers_path))
+    shipped = load_draft(plan.target_dir, layers_path, plan.num_layers)
+    heldout = list(read_samples(plan.work_dir / "heldout"))
+    final = acceptance(shipped, heldout, result.best.k)
+    card = _card(plan, result, final, layers_path)
+    write_card(plan.out_dir, card)
+    (plan.out_dir / "REPORT.md").write_text(render_report(card))
+    return plan.out_dir
+
+
+def _card(
+    plan: BuildPlan, result: TrainResult, final: AcceptanceReport, layers: Path
+) -> dict[str, Any]:
+    target = fingerprint(plan.target_dir)
+    samples = list(read_samples(plan.work_dir / "train"))
+    return {
+        "target": {"name": plan.target_name, **asdict(target)},
+        "architecture": {"type": "LlamaForCausalLM", "num_layers": plan.num_layers,
+                         "shared_with_target": ["model.embed_tokens", "lm_head"],
+                         "trained": ["model.layers", "model.norm"], "stored_dtype": "bfloat16"},
+        "data": {"prompts": len(samples), "answer_tokens": sum(len(s.output_ids) for s in samples),
+                 "max_tokens": plan.max_tokens, "ledger_file": str(plan.ledger_file or ""),
+                 "generator": "vLLM greedy, float32"},
+        "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
+                     "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
+                     "history": result.history, "machine": platform.machine(),
+                     "loss": "CE on greedy token + 0.5 x soft CE on target top-5"},
+        "acceptance": {"k": final.k, "rate": final.rate,
+                       "mean_accepted_length": final.mean_accepted_length,
+                       "by_position": final.rate_by_position(),
+                       "measured": f"offline, teacher-forced, {plan.held_out} held-out prompts"},
+        "files": {LAYERS_FILE: hashlib.sha256(layers.read_bytes()).hexdigest()},
+    }
+
+
+def render_report(card: dict[str, Any]) -> str:
+    acc, train = card["acceptance"], card["training"]
+    rows = "\n".join(f"| {i + 1} | {rate:.1%} |" for i, rate in enumerate(acc["by_position"]))
+    history = "\n".join(f"| {int(h['step'])} | {h['acceptance']:.1%} | "
+                        f"{h['mean_accepted_length']:.2f} |" for h in train["history"])
+    return (
+        f"# Draft for {card['target']['name']}\n\n"
+        f"{card['architecture']['num_layers']}-layer Llama sharing the target's embeddings "
+        f"and head; {card['data']['prompts']} prompts, {card['data']['answer_tokens']} answer "
+        f"tokens; {train['steps']} steps (best {train['best_step']}), {train['wall_s']} s.\n\n"
+        f"Held-out acceptance (k={acc['k']}): {acc['rate']:.1%}, "
+        f"{acc['mean_accepted_length']:.2f} tokens per target forward ({acc['measured']}).\n\n"
+        f"| position | accepted |\n| --- | --- |\n{rows}\n\n"
+        f"| step | acceptance | tokens/forward |\n| --- | --- | --- |\n{history}\n"
+    )

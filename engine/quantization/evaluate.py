@@ -1,0 +1,88 @@
+"""Measure perplexity and greedy answers of models with vLLM's offline API, in one process.
+
+``python -m engine.quantization.evaluate --out FILE NAME=DIR[:DTYPE] ...`` loads each model in
+turn (one engine at a time) and writes ``{NAME: {"perplexity": ..., "greedy": [[ids]...]}}``.
+The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that one interpreter,
+imports paid once, can evaluate several variants: a CI-sized quality gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import CpuConfig
+from engine.quantization import calibration
+from engine.quantization.quality import perplexity
+
+GREEDY_TOKENS = 32
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    path: Path
+    dtype: str
+
+    @classmethod
+    def parse(cls, spec: str) -> Target:
+        name, _, rest = spec.partition("=")
+        path, _, dtype = rest.partition(":")
+        if not name or not path:
+            raise ValueError(f"expected NAME=DIR[:DTYPE], got {spec!r}")
+        return cls(name, Path(path), dtype or "float32")
+
+
+def _prompt_ids(tokenizer: Any) -> list[list[int]]:
+    return [
+        list(tokenizer.apply_chat_template([{"role": "user", "content": p}],
+                                           tokenize=True, add_generation_prompt=True))
+        for p in calibration.greedy_prompts()
+    ]
+
+
+def evaluate(target: Target) -> dict[str, Any]:
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    dtype: Any = target.dtype  # one of vLLM's dtype literals, checked by vLLM
+    llm = LLM(model=str(target.path), dtype=dtype, enforce_eager=True, max_model_len=2048,
+              seed=0, max_num_seqs=16)
+    tokenizer = llm.get_tokenizer()
+    text_ids = tokenizer(calibration.heldout_text(), add_special_tokens=False)["input_ids"]
+    scored = llm.generate([TokensPrompt(prompt_token_ids=text_ids)],
+                          SamplingParams(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
+    prompt_logprobs = scored[0].prompt_logprobs or []
+    logprobs = [step[tok].logprob for tok, step in zip(text_ids[1:], prompt_logprobs[1:],
+                                                        strict=True) if step is not None]
+    answers = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in _prompt_ids(tokenizer)],
+                           SamplingParams(temperature=0.0, max_tokens=GREEDY_TOKENS),
+                           use_tqdm=False)
+    result = {"perplexity": perplexity(logprobs), "scored_tokens": len(logprobs),
+              "greedy": [list(a.outputs[0].token_ids) for a in answers],
+              "greedy_text": [a.outputs[0].text for a in answers], "dtype": target.dtype}
+    del llm
+    gc.collect()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("targets", nargs="+", help="NAME=DIR[:DTYPE]")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.update(CpuConfig(kv_cache_gib=1).environment())  # ignored on CUDA
+    results = {t.name: evaluate(t) for t in map(Target.parse, args.targets)}
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import pytest
+
+from engine.config import EngineConfig, SpeculationConfig
+
+
+def test_ngram_speculation_maps_to_vllm_lookup_sizes() -> None:
+    spec = SpeculationConfig(method="ngram", num_speculative_tokens=3, prompt_lookup_min=1,
+                             prompt_lookup_max=5)
+    assert spec.to_vllm() == {"method": "ngram", "num_speculative_tokens": 3,
+                              "prompt_lookup_min": 1, "prompt_lookup_max": 5}
+
+
+def test_draft_model_speculation_names_its_folder() -> None:
+    spec = SpeculationConfig(method="draft_model", draft_path=Path("/d"))
+    assert spec.to_vllm() == {"method": "draft_model", "num_speculative_tokens": 4,
+                              "model": "/d"}
+
+
+def test_max_batch_size_turns_drafting_off_above_it() -> None:
+    spec = SpeculationConfig(method="ngram", num_speculative_tokens=4, max_batch_size=8)
+    vllm = spec.to_vllm()
+    assert vllm is not None
+    assert vllm["num_speculative_tokens_per_batch_size"] == [[1, 8, 4], [9, 9, 0]]
+
+
+def test_draft_method_without_a_draft_path_is_rejected() -> None:
+    with pytest.raises(ValueError, match="draft_path"):
+        SpeculationConfig(method="draft_model")
+
+
+def test_acceptance_floor_outside_unit_interval_is_rejected() -> None:
+    with pytest.raises(ValueError, match="acceptance_floor"):
+        SpeculationConfig(acceptance_floor=1.5)
+
+
+def test_engine_args_ask_for_per_request_metrics_only_when_speculating() -> None:
+    plain = EngineConfig("m", Path("/m")).engine_args_kwargs()
+    spec = EngineConfig("m", Path("/m"), speculation=SpeculationConfig(method="ngram"))
+    assert plain["per_request_spec_decode_metrics"] == "none"
+    assert plain["speculative_config"] is None
+    assert spec.engine_args_kwargs()["per_request_spec_decode_metrics"] == "summary"
