@@ -45,5 +45,5 @@ def test_any_generated_request_when_sent_then_never_a_server_error(case: Any) ->
 
 
 def test_fuzz_when_suite_ran_then_at_least_a_thousand_cases() -> None:
-    operations = len(list(schema.get_all_operations()))
-    assert operations * EXAMPLES_PER_OPERATION >= 1000, operations
+    # Runs after the parametrized test above (file order): counts the requests really sent.
+    assert _calls["count"] >= 1000, _calls
