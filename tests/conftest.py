@@ -32,6 +32,12 @@ MODEL = "smollm2-135m-instruct"
 STARTUP_TIMEOUT_S = 900
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules that start engines of their own run first, one after the other, before the
+    shared session gateway starts: never more than two engines alive at once."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("own_engine") else 1)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
