@@ -49,6 +49,15 @@ class QuantizedSettings(_Strict):
     method: Literal["w8a8-int8", "w4a16-awq"]
 
 
+class RoutingSettings(_Strict):
+    """How the gateway spreads one model's requests over its remote engine replicas."""
+
+    affinity_block_tokens: int = Field(32, ge=1)  # prompt prefix hashed for KV-cache affinity
+    health_interval_s: float = Field(2.0, gt=0)
+    eject_after_failures: int = Field(2, ge=1)
+    max_attempts: int = Field(3, ge=1)  # tries before the first token, on distinct replicas
+
+
 class ModelSettings(_Strict):
     enabled: bool = True  # served by `llm-gateway serve`; profiles switch variants on
     quantized: QuantizedSettings | None = None
@@ -63,6 +72,14 @@ class ModelSettings(_Strict):
     tensor_parallel_size: int = 1
     cpu: CpuSettings = CpuSettings()
     speculation: SpeculationSettings = SpeculationSettings()
+    # Remote mode: engine replicas (`llm-gateway engine serve`) instead of an embedded engine.
+    replicas: list[str] = Field(default_factory=list)  # base URLs, e.g. http://10.0.0.5:8001
+    replicas_dns: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")  # host:port
+    routing: RoutingSettings = RoutingSettings()
+
+    @property
+    def is_remote(self) -> bool:
+        return bool(self.replicas) or self.replicas_dns is not None
 
 
 class AuthSettings(_Strict):
