@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,14 @@ class BenchRequest:
     peer: Endpoint | None = None
     draft_path: Path | None = None
     note: str = ""
+    max_tokens: int | None = None  # overrides the sizes' max_tokens
+    levels: tuple[int, ...] = ()  # overrides every section's concurrency levels
 
     def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError("max_tokens must be positive")
+        if any(level < 1 for level in self.levels):
+            raise ValueError("levels must be positive")
         if self.model not in self.settings.models:
             raise ValueError(f"model {self.model!r} is not in configs/models.yaml")
         unknown = set(self.sections) - {suite.name for suite in ALL}
@@ -40,7 +46,13 @@ class BenchRequest:
 
     @property
     def sizes(self) -> Sizes:
-        return QUICK if self.quick else FULL
+        sizes = QUICK if self.quick else FULL
+        if self.max_tokens is not None:
+            sizes = replace(sizes, max_tokens=self.max_tokens)
+        if self.levels:
+            sizes = replace(sizes, overhead_levels=self.levels, batching_levels=self.levels,
+                            variant_levels=self.levels, peer_levels=self.levels)
+        return sizes
 
     def suites(self) -> tuple[Suite, ...]:
         return tuple(suite for suite in ALL if suite.name in self.sections)

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.errors import install_error_handlers
-from gateway.http import admin_routes, health_routes, openai_routes
+from gateway.http import admin_routes, health_routes, key_routes, openai_routes, spend_routes
 from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.http.state import GatewayState
 
@@ -19,6 +19,8 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if state.metering is not None:
+            await state.metering.start()  # migrate, close rows a crash left open
         if manage_engines:
             await state.models.start()
         try:
@@ -27,6 +29,8 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             state.draining = True
             if manage_engines:
                 await state.models.stop()
+            if state.metering is not None:
+                await state.metering.stop()
 
     app = FastAPI(title="llm-gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = state
@@ -34,6 +38,8 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(key_routes.router)
+    app.include_router(spend_routes.router)
     if state.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

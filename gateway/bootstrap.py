@@ -22,9 +22,20 @@ def embedded_models(settings: Settings) -> ModelRegistry:
 
 
 def build_state(
-    settings: Settings, models: ModelRegistry, accounting: Accounting | None = None
+    settings: Settings,
+    models: ModelRegistry,
+    accounting: Accounting | None = None,
+    *,
+    metered: bool = False,
 ) -> GatewayState:
+    """With ``metered``: ledger, virtual keys, limits and prices from ``settings.metering``."""
     admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
+    if metered:
+        from gateway.metering.service import build_metering
+
+        metering = build_metering(settings)
+        return GatewayState(settings=settings, models=models, accounting=metering.accounting,
+                            authenticator=metering.authenticator, metering=metering)
     return GatewayState(
         settings=settings,
         models=models,

@@ -6,6 +6,8 @@ Pydantic lives here, at the edge; ``engine_config`` hands the engine a frozen da
 from __future__ import annotations
 
 import os
+import socket
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,8 +101,33 @@ class LimitSettings(_Strict):
     stall_timeout_s: float = Field(60, gt=0)
 
 
+class PriceSettings(_Strict):
+    """USD per 1M tokens (exact decimals: quote them in YAML)."""
+
+    prompt: Decimal = Decimal(0)
+    completion: Decimal = Decimal(0)
+    cached_prompt: Decimal | None = None  # default: the prompt price
+
+
+class PricingSettings(_Strict):
+    models: dict[str, PriceSettings] = Field(default_factory=dict)
+    tenants: dict[str, dict[str, PriceSettings]] = Field(default_factory=dict)
+
+
+class MeteringSettings(_Strict):
+    database_url: str | None = None  # default: SQLite file <data_dir>/ledger.db
+    redis_url: str | None = None  # shared rate limits and budgets across replicas
+    instance_id: str = Field(default_factory=socket.gethostname)
+    orphan_after_s: float = Field(3600, gt=0)  # other instances' open rows older than this
+    metrics_max_tenants: int = Field(100, ge=1)
+
+
 def _default_cache() -> Path:
     return Path.home() / ".cache" / "llm-gateway" / "models"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "llm-gateway"
 
 
 class Settings(BaseSettings):
@@ -117,6 +144,9 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cors_origins: list[str] = Field(default_factory=list)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    metering: MeteringSettings = MeteringSettings()
+    prices: PricingSettings = PricingSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -144,6 +174,10 @@ class Settings(BaseSettings):
     def served_models(self) -> list[str]:
         """The models ``serve`` starts engines for (``enabled: true``)."""
         return [name for name, model in self.models.items() if model.enabled]
+
+    def database_url(self) -> str:
+        url = self.metering.database_url
+        return url if url else f"sqlite+aiosqlite:///{self.data_dir / 'ledger.db'}"
 
     def model_path(self, name: str) -> Path:
         model = self.models[name]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import bench, models, quantize, serve
+from gateway.cli import bench, keys, models, quantize, serve
 
 
 def build() -> typer.Typer:
     app = typer.Typer(help="An OpenAI-compatible gateway in front of vLLM.", no_args_is_help=True)
     app.command("serve")(serve.serve)
     app.add_typer(models.app, name="models")
+    app.add_typer(keys.app, name="keys")
     app.command("quantize")(quantize.quantize)
     app.command("bench")(bench.bench)
     return app

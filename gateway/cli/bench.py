@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def _peer_model(url: str, model: str | None) -> str:
                                  param_hint="--peer") from exc
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _v1(url: str) -> str:
     url = url.rstrip("/")
     return url if url.endswith("/v1") else url + "/v1"
@@ -52,6 +57,8 @@ def bench(
     kv_cache_gib: int = typer.Option(None, help="KV cache per engine (GiB; default: config)."),
     min_free_gib: float = typer.Option(0.0, help="Wait for this much free memory per start."),
     out: Path = typer.Option(_RESULTS, help="Folder for the JSON, Markdown and plots."),
+    max_tokens: int = typer.Option(None, help="Override max_tokens per request (128)."),
+    levels: str = typer.Option(None, help="Override every section's streams, e.g. 1,16."),
     note: str = typer.Option("", help="A note stored with the results (e.g. machine busy)."),
     update_readme: bool = typer.Option(False, help="Put the tables and plots in README.md."),
 ) -> None:
@@ -69,13 +76,17 @@ def bench(
     peer_endpoint = None
     if peer:
         peer_endpoint = Endpoint("peer", _v1(peer), _peer_model(_v1(peer), peer_model))
-    logs = Path(tempfile.mkdtemp(prefix="llmgw-bench-logs-"))
+    # Server logs of the targets this run starts (none with --gateway-url).
+    logs = Path(tempfile.gettempdir() if external else tempfile.mkdtemp(prefix="llmgw-bench-"))
     launch = LaunchOptions(settings, profile, kv_cache_gib, min_free_gib, 900, logs)
     request = BenchRequest(
         settings=settings, model=chosen, quick=quick,
         sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
         options=RunOptions(launch, external), out_dir=out, peer=peer_endpoint,
-        draft_path=draft, note=note)
+        draft_path=draft, note=note, max_tokens=max_tokens,
+        levels=tuple(int(x) for x in levels.split(",")) if levels else ())
+    # A background run gets no SIGINT: SIGTERM must still stop the servers it started.
+    signal.signal(signal.SIGTERM, _interrupt)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
@@ -89,7 +100,8 @@ def bench(
         doc, files = run(request, ctx, report)
     for path in files:
         console.print(f"wrote {path}")
-    console.print(f"server logs in {logs}")
+    if external is None:
+        console.print(f"server logs in {logs}")
     if update_readme:
         folder = os.path.relpath(out.resolve(), _README.parent)
         write_readme(_README, readme_block(doc, folder, ("overhead", "batching")))

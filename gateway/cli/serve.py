@@ -20,7 +20,7 @@ def serve(
 
     settings = load_settings(profile=profile)
     _preflight(settings)
-    state = build_state(settings, embedded_models(settings))
+    state = build_state(settings, embedded_models(settings), metered=True)
     app = create_app(state)
     uvicorn.run(
         app,

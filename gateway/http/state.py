@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Header, Request
 
@@ -10,6 +11,9 @@ from gateway.auth.bearer import Authenticator
 from gateway.serving.accounting import Accounting, Principal
 from gateway.serving.registry import ModelRegistry
 from gateway.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.metering.service import Metering
 
 
 @dataclass
@@ -19,6 +23,7 @@ class GatewayState:
     accounting: Accounting
     authenticator: Authenticator
     draining: bool = False
+    metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
 
 
 def gateway_state(request: Request) -> GatewayState:

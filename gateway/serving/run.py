@@ -3,11 +3,18 @@
 ``RequestRun`` owns the engine stream, the ``Tally`` and the billing ``Ticket``. However
 it ends (finished, client gone, engine failure, timeout), ``close`` aborts the engine
 request if it is still running and settles the ticket exactly once.
+
+Billing must match what the engine counted. Each read of the engine stream runs in its
+own task, shielded from the reader's cancellation (a client that hangs up cancels the
+reader), and is tallied by that task; after an abort, ``close`` keeps reading until the
+engine's final output, which carries the tokens it generated before the abort took
+effect and that nobody had read yet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,6 +26,8 @@ from engine.protocol import Engine, EngineOutput, GenerationRequest
 from gateway.errors import ServiceUnavailableError
 from gateway.serving.accounting import Outcome, Status, Ticket
 from gateway.serving.tally import Tally
+
+DRAIN_TIMEOUT_S = 10.0  # after an abort, how long to wait for the engine's final output
 
 
 class RequestRun:
@@ -40,13 +49,26 @@ class RequestRun:
         self._ttft: float | None = None
         self._settled: dict[str, Any] | None = None
         self._failed = False
+        self._inflight: asyncio.Future[EngineOutput | None] | None = None
 
-    async def _next(self) -> EngineOutput | None:
+    async def _read(self) -> EngineOutput | None:
+        """One engine output, tallied here: the one place outputs are counted."""
         try:
-            async with asyncio.timeout(self._stall):
-                out = await anext(self._stream)
+            out = await anext(self._stream)
         except StopAsyncIteration:
             return None
+        if self._ttft is None and any(d.token_ids for d in out.choices):
+            self._ttft = time.monotonic() - self._started
+        self.tally.add(out)
+        return out
+
+    async def _next(self) -> EngineOutput | None:
+        if self._inflight is None:
+            self._inflight = asyncio.ensure_future(self._read())
+        inflight = self._inflight
+        try:
+            async with asyncio.timeout(self._stall):
+                return await asyncio.shield(inflight)
         except TimeoutError as exc:
             self._failed = True
             raise ServiceUnavailableError(
@@ -55,10 +77,9 @@ class RequestRun:
         except EngineUnavailableError:
             self._failed = True
             raise
-        if self._ttft is None and any(d.token_ids for d in out.choices):
-            self._ttft = time.monotonic() - self._started
-        self.tally.add(out)
-        return out
+        finally:
+            if inflight.done() and self._inflight is inflight:
+                self._inflight = None
 
     async def prime(self) -> None:
         """Wait for the first output, so that a failing engine still gets a clean 4xx/5xx."""
@@ -97,11 +118,23 @@ class RequestRun:
             self._settled = await self._ticket.settle(outcome)
         return self._settled
 
+    async def _drain(self) -> None:
+        """After an abort: collect the outputs the engine produced (and counted) until then."""
+        with contextlib.suppress(Exception):  # a failing engine: settle with what we have
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                while not self.tally.finished and await self._next() is not None:
+                    pass
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.done():
+            inflight.cancel()
+            await asyncio.gather(inflight, return_exceptions=True)
+
     async def close(self) -> None:
-        """Abort if unfinished, then settle. Shielded: runs to the end even when cancelled."""
+        """Abort if unfinished, drain, then settle. Shielded: runs to the end when cancelled."""
         with anyio.CancelScope(shield=True):
             if not self.tally.finished:
                 await self._engine.abort(self.request.request_id)
+                await self._drain()
             aclose = getattr(self._stream, "aclose", None)
             if aclose is not None:
                 await aclose()

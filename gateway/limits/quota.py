@@ -1,0 +1,122 @@
+"""What a key may use (``Quota``), what a request holds against it (``Charge``, ``Hold``),
+and the fixed windows the counters live in.
+
+Budgets are counted in nano-dollars (1e-9 USD), rounded up, so a limiter never lets spend
+pass a budget through rounding; the ledger keeps exact pico-dollar costs.
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Literal, Protocol
+
+Period = Literal["day", "month"]
+PERIODS: tuple[Period, ...] = ("day", "month")
+WINDOW_S = 60  # RPM and TPM use fixed one-minute windows
+
+
+def to_nano_ceil(usd: Decimal) -> int:
+    return int(usd.scaleb(9).to_integral_value(rounding=ROUND_CEILING))
+
+
+@dataclass(frozen=True)
+class Quota:
+    rpm: int | None = None
+    tpm: int | None = None
+    budget_usd: Decimal | None = None
+    budget_period: Period = "month"
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.budget_usd is not None and self.budget_usd < 0:
+            raise ValueError("budget_usd must be >= 0")
+        if self.budget_period not in PERIODS:
+            raise ValueError(f"budget_period must be one of {PERIODS}")
+
+    @property
+    def unlimited(self) -> bool:
+        return self.rpm is None and self.tpm is None and self.budget_usd is None
+
+    @property
+    def budget_nano(self) -> int | None:
+        return None if self.budget_usd is None else int(self.budget_usd.scaleb(9))
+
+
+UNLIMITED = Quota()
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one request holds: worst-case tokens and cost (nano-dollars, rounded up)."""
+
+    tokens: int
+    cost_nano: int
+
+    def __post_init__(self) -> None:
+        if self.tokens < 0 or self.cost_nano < 0:
+            raise ValueError("a charge cannot be negative")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The counters a request at ``now`` lands in, and when each one ends."""
+
+    minute: int
+    minute_ends: float
+    period_id: str
+    period_starts: datetime
+    period_ends: float
+
+    @classmethod
+    def at(cls, now: float, period: Period) -> Windows:
+        minute = int(now // WINDOW_S)
+        moment = datetime.fromtimestamp(now, UTC)
+        if period == "day":
+            start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+            ends = start.timestamp() + 86400
+            period_id = start.strftime("%Y-%m-%d")
+        else:
+            start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            days = calendar.monthrange(start.year, start.month)[1]
+            ends = start.timestamp() + days * 86400
+            period_id = start.strftime("%Y-%m")
+        return cls(minute, (minute + 1) * WINDOW_S, period_id, start.replace(tzinfo=None),
+                   ends)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A granted reservation; ``settle`` releases the unused part."""
+
+    subject: str
+    charge: Charge
+    windows: Windows
+
+
+def retry_after(ends: float, now: float) -> int:
+    return max(1, math.ceil(ends - now))
+
+
+class SpendSeed(Protocol):
+    """Committed spend (nano-dollars) of a subject since a period began, from the ledger."""
+
+    async def __call__(self, subject: str, since: datetime) -> int: ...
+
+
+class Limiter(Protocol):
+    async def reserve(self, subject: str, quota: Quota, charge: Charge, now: float) -> Hold:
+        """Hold ``charge`` against every limit at once, or raise a 429 error and hold nothing."""
+        ...
+
+    async def settle(self, hold: Hold, tokens: int, cost_nano: int) -> None:
+        """Replace the held worst case by the actual tokens and cost."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Token metering: prices, the write-ahead ledger, spend queries and metering metrics."""

@@ -1,0 +1,122 @@
+"""The write-ahead ledger: a row is reserved before dispatch and settled exactly once.
+
+``reserve`` inserts the row with the worst case; ``settle`` fills in the actual tokens and
+cost only if the row is still open (``settled_at IS NULL``), so a second settlement is a
+no-op and nothing is counted twice. ``recover`` closes rows a crash left open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from gateway.metering.tables import RESERVED, LedgerRow
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    request_id: str
+    key_id: str | None
+    tenant: str
+    model: str
+    n: int
+    reserved_tokens: int
+    reserved_pico: int
+    instance_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Settlement:
+    status: str
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost_pico: int
+    spec_drafted_tokens: int | None = None
+    spec_accepted_tokens: int | None = None
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    estimated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status not in ("ok", "length", "aborted", "error"):
+            raise ValueError(f"unknown settlement status {self.status!r}")
+        if min(self.prompt_tokens, self.cached_tokens, self.completion_tokens,
+               self.cost_pico) < 0:
+            raise ValueError("settled counts must be >= 0")
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def reserve(self, entry: Reservation) -> None:
+        row = LedgerRow(
+            id=entry.request_id, key_id=entry.key_id, tenant=entry.tenant, model=entry.model,
+            n=entry.n, status=RESERVED, prompt_tokens=0, cached_tokens=0,
+            completion_tokens=0, reserved_tokens=entry.reserved_tokens,
+            reserved_pico=entry.reserved_pico, cost_pico=0, estimated=False, recovered=False,
+            instance_id=entry.instance_id, created_at=entry.created_at,
+        )
+        async with self._sessions.begin() as session:
+            session.add(row)
+
+    async def settle(self, request_id: str, result: Settlement) -> bool:
+        """Close the row with actual usage; False if it was already settled."""
+        statement = (
+            update(LedgerRow)
+            .where(LedgerRow.id == request_id, LedgerRow.settled_at.is_(None))
+            .values(
+                status=result.status, prompt_tokens=result.prompt_tokens,
+                cached_tokens=result.cached_tokens,
+                completion_tokens=result.completion_tokens, cost_pico=result.cost_pico,
+                spec_drafted_tokens=result.spec_drafted_tokens,
+                spec_accepted_tokens=result.spec_accepted_tokens,
+                ttft_ms=result.ttft_ms, latency_ms=result.latency_ms,
+                estimated=result.estimated, settled_at=utcnow(),
+            )
+        )
+        async with self._sessions.begin() as session:
+            outcome = await session.execute(statement)
+        return bool(getattr(outcome, "rowcount", 0) == 1)
+
+    async def committed_spend(self, key_id: str, since: datetime) -> int:
+        """Pico-dollars a key has spent since ``since``: settled cost, or the hold if open."""
+        settled = select(func.coalesce(func.sum(LedgerRow.cost_pico), 0)).where(
+            LedgerRow.key_id == key_id, LedgerRow.created_at >= since,
+            LedgerRow.settled_at.is_not(None))
+        held = select(func.coalesce(func.sum(LedgerRow.reserved_pico), 0)).where(
+            LedgerRow.key_id == key_id, LedgerRow.created_at >= since,
+            LedgerRow.settled_at.is_(None))
+        async with self._sessions() as session:
+            return int(await session.scalar(settled) or 0) + int(
+                await session.scalar(held) or 0)
+
+    async def recover(self, instance_id: str, orphaned_before: datetime) -> int:
+        """Close rows a crash left open: this instance's, and anyone's older than the cutoff.
+
+        The tokens they produced are unknown (the engine died with the process): they are
+        marked ``error``/``recovered`` at cost 0, the worst case kept in ``reserved_*``.
+        """
+        statement = (
+            update(LedgerRow)
+            .where(LedgerRow.settled_at.is_(None))
+            .where((LedgerRow.instance_id == instance_id)
+                   | (LedgerRow.created_at < orphaned_before))
+            .values(status="error", recovered=True, settled_at=utcnow())
+        )
+        async with self._sessions.begin() as session:
+            outcome = await session.execute(statement)
+        return int(getattr(outcome, "rowcount", 0))
+
+    async def row(self, request_id: str) -> LedgerRow | None:
+        async with self._sessions() as session:
+            return await session.get(LedgerRow, request_id)

@@ -1,0 +1,83 @@
+"""Metering, assembled from settings: database, ledger, keys, limits, prices, metrics.
+
+``start`` (in the app lifespan) migrates the schema and closes rows a crash left open;
+``stop`` releases connections.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.auth.key_store import KeyAuthenticator, KeyStore
+from gateway.limits.memory import InProcessLimiter
+from gateway.limits.quota import Limiter
+from gateway.limits.redis_backend import RedisLimiter
+from gateway.metering.accounting import MeteredAccounting
+from gateway.metering.database import create_database_engine, migrate
+from gateway.metering.ledger import Ledger, utcnow
+from gateway.metering.metrics import MeteringMetrics
+from gateway.metering.pricing import Price, PriceBook
+from gateway.settings import PriceSettings, PricingSettings, Settings
+
+log = logging.getLogger("llm_gateway.metering")
+
+
+def _price(spec: PriceSettings) -> Price:
+    cached = spec.cached_prompt if spec.cached_prompt is not None else spec.prompt
+    return Price(prompt=spec.prompt, completion=spec.completion, cached_prompt=cached)
+
+
+def price_book(prices: PricingSettings) -> PriceBook:
+    return PriceBook(
+        models={name: _price(spec) for name, spec in prices.models.items()},
+        tenants={tenant: {model: _price(spec) for model, spec in models.items()}
+                 for tenant, models in prices.tenants.items()},
+    )
+
+
+@dataclass
+class Metering:
+    database: AsyncEngine
+    ledger: Ledger
+    keys: KeyStore
+    limiter: Limiter
+    accounting: MeteredAccounting
+    authenticator: KeyAuthenticator
+    orphan_after_s: float
+
+    async def start(self) -> None:
+        await migrate(self.database)
+        cutoff = utcnow() - timedelta(seconds=self.orphan_after_s)
+        closed = await self.ledger.recover(self.accounting.instance_id, cutoff)
+        if closed:
+            log.warning("closed %d ledger rows left open by an earlier crash", closed)
+
+    async def stop(self) -> None:
+        await self.limiter.close()
+        await self.database.dispose()
+
+
+def build_metering(settings: Settings, registry: CollectorRegistry | None = None) -> Metering:
+    database = create_database_engine(settings.database_url())
+    ledger = Ledger(database)
+
+    async def seed(subject: str, since: datetime) -> int:
+        pico = await ledger.committed_spend(subject, since)
+        return (pico + 999) // 1000  # nano-dollars, rounded up
+
+    url = settings.metering.redis_url
+    limiter: Limiter = RedisLimiter(url, seed) if url else InProcessLimiter(seed)
+    metrics = MeteringMetrics(registry or CollectorRegistry(),
+                              settings.metering.metrics_max_tenants)
+    accounting = MeteredAccounting(ledger, limiter, price_book(settings.prices), metrics,
+                                   settings.metering.instance_id)
+    keys = KeyStore(database)
+    admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
+    authenticator = KeyAuthenticator(settings.auth.enabled, admin, keys)
+    return Metering(database, ledger, keys, limiter, accounting, authenticator,
+                    settings.metering.orphan_after_s)

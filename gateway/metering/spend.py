@@ -1,0 +1,107 @@
+"""Spend totals from the ledger: filters, grouping, and a CSV rendering."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.metering.pricing import from_pico, usd_text
+from gateway.metering.tables import LedgerRow
+
+GROUPS = ("tenant", "key", "model", "status", "day")
+TOTALS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
+
+
+@dataclass(frozen=True)
+class SpendQuery:
+    tenant: str | None = None
+    key_id: str | None = None
+    model: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    group_by: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [g for g in self.group_by if g not in GROUPS]
+        if unknown:
+            raise ValueError(f"cannot group by {', '.join(unknown)}; use {', '.join(GROUPS)}")
+
+
+@dataclass(frozen=True)
+class SpendLine:
+    group: dict[str, str | None]
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_usd: Decimal
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.group, "requests": self.requests, "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "cached_tokens": self.cached_tokens, "cost_usd": usd_text(self.cost_usd)}
+
+
+def _group_column(name: str) -> ColumnElement[Any]:
+    if name == "day":
+        return func.date(LedgerRow.created_at).label(name)
+    columns = {"tenant": LedgerRow.tenant, "key": LedgerRow.key_id, "model": LedgerRow.model,
+               "status": LedgerRow.status}
+    return columns[name].label(name)
+
+
+def _filters(query: SpendQuery) -> list[ColumnElement[bool]]:
+    # Settled rows only: an open reservation is not spend yet.
+    conditions: list[ColumnElement[bool]] = [LedgerRow.settled_at.is_not(None)]
+    if query.tenant is not None:
+        conditions.append(LedgerRow.tenant == query.tenant)
+    if query.key_id is not None:
+        conditions.append(LedgerRow.key_id == query.key_id)
+    if query.model is not None:
+        conditions.append(LedgerRow.model == query.model)
+    if query.since is not None:
+        conditions.append(LedgerRow.created_at >= query.since)
+    if query.until is not None:
+        conditions.append(LedgerRow.created_at < query.until)
+    return conditions
+
+
+async def spend(engine: AsyncEngine, query: SpendQuery) -> list[SpendLine]:
+    """One line per group (one line in all without ``group_by``)."""
+    groups = [_group_column(name) for name in query.group_by]
+    sums = [
+        func.count(LedgerRow.id), func.coalesce(func.sum(LedgerRow.prompt_tokens), 0),
+        func.coalesce(func.sum(LedgerRow.completion_tokens), 0),
+        func.coalesce(func.sum(LedgerRow.cached_tokens), 0),
+        func.coalesce(func.sum(LedgerRow.cost_pico), 0),
+    ]
+    statement = select(*groups, *sums).where(*_filters(query))
+    if groups:
+        statement = statement.group_by(*groups).order_by(*groups)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(statement)).all()
+    lines = []
+    for row in rows:
+        keys = row[: len(groups)]
+        requests, prompt, completion, cached, pico = (int(v) for v in row[len(groups):])
+        group = {name: None if k is None else str(k)
+                 for name, k in zip(query.group_by, keys, strict=True)}
+        lines.append(SpendLine(group, requests, prompt, completion, cached, from_pico(pico)))
+    return lines
+
+
+def spend_csv(query: SpendQuery, lines: list[SpendLine]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*query.group_by, *TOTALS])
+    for line in lines:
+        record = line.as_json()
+        writer.writerow([record[name] for name in (*query.group_by, *TOTALS)])
+    return out.getvalue()

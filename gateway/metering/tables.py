@@ -1,0 +1,66 @@
+"""SQLAlchemy tables of the metering database: virtual API keys and the request ledger.
+
+Money columns are integers of pico-dollars (1e-12 USD): exact on SQLite and PostgreSQL.
+Timestamps are naive UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+RESERVED = "reserved"  # status of a row between reservation and settlement
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), index=True)
+    name: Mapped[str | None] = mapped_column(String(128))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime())
+    budget_pico: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str] = mapped_column(String(8), default="month")
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+
+
+class LedgerRow(Base):
+    """One row per request: reserved before dispatch, settled exactly once."""
+
+    __tablename__ = "ledger"
+    __table_args__ = (
+        Index("ix_ledger_tenant_created", "tenant", "created_at"),
+        Index("ix_ledger_key_created", "key_id", "created_at"),
+        Index("ix_ledger_open", "settled_at", "instance_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_id: Mapped[str | None] = mapped_column(String(32))
+    tenant: Mapped[str] = mapped_column(String(128))
+    model: Mapped[str] = mapped_column(String(128))
+    n: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=RESERVED)
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    spec_drafted_tokens: Mapped[int | None] = mapped_column(Integer)
+    spec_accepted_tokens: Mapped[int | None] = mapped_column(Integer)
+    reserved_tokens: Mapped[int] = mapped_column(Integer)
+    reserved_pico: Mapped[int] = mapped_column(BigInteger)
+    cost_pico: Mapped[int] = mapped_column(BigInteger, default=0)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    recovered: Mapped[bool] = mapped_column(Boolean, default=False)
+    instance_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    settled_at: Mapped[datetime | None] = mapped_column(DateTime())
+    ttft_ms: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
