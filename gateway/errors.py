@@ -110,6 +110,12 @@ class ServiceUnavailableError(GatewayError):
     default_code = "engine_unavailable"
 
 
+class MeteringUnavailableError(ServiceUnavailableError):
+    """The ledger database cannot be reached: the request is refused before dispatch."""
+
+    default_code = "metering_unavailable"
+
+
 def error_envelope(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:

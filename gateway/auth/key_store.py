@@ -6,11 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway.auth import api_keys
 from gateway.auth.bearer import ADMIN, AdminKeyAuthenticator, bearer_token
-from gateway.errors import AuthenticationError
+from gateway.errors import AuthenticationError, MeteringUnavailableError
 from gateway.limits.quota import UNLIMITED, Quota
 from gateway.metering.ledger import utcnow
 from gateway.metering.pricing import from_pico, to_pico
@@ -118,7 +119,11 @@ class KeyAuthenticator:
             return ANONYMOUS
         token = bearer_token(authorization)
         if token is not None and api_keys.parse(token) is not None:
-            record = await self._store.verify(token)
+            try:
+                record = await self._store.verify(token)
+            except (OperationalError, InterfaceError) as exc:  # not a wrong key: retry later
+                raise MeteringUnavailableError(
+                    "the key store is unavailable", retry_after=5) from exc
             if record is None:
                 raise AuthenticationError("Incorrect API key provided.")
             return KeyPrincipal(key_id=record.key_id, tenant=record.tenant,

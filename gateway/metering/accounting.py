@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gateway.auth.key_store import KeyPrincipal
+from gateway.errors import MeteringUnavailableError
 from gateway.limits.quota import UNLIMITED, Charge, Hold, Limiter, to_nano_ceil
 from gateway.metering.billing import billable_usage
 from gateway.metering.ledger import Ledger, Reservation, Settlement, utcnow
@@ -102,9 +103,12 @@ class MeteredAccounting:
         )
         try:
             await self.ledger.reserve(entry)
-        except BaseException:
+        except BaseException as exc:
             if hold is not None:
                 await self.limiter.settle(hold, 0, 0)
+            if isinstance(exc, OperationalError | InterfaceError):  # refuse before dispatch
+                raise MeteringUnavailableError(
+                    "the metering database is unavailable", retry_after=5) from exc
             raise
         return MeteredTicket(self, entry, price, hold)
 
