@@ -9,11 +9,8 @@ engine is not what is under test, so no vLLM engine is started.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,8 @@ from sqlalchemy import select
 
 from gateway.metering.database import create_database_engine
 from gateway.metering.tables import LedgerRow
-from tests.conftest import MODEL, REPO, free_port
+from tests.conftest import MODEL
+from tests.gateway.fake_gateway_process import start_fake_gateway
 from tests.gateway.metered import ADMIN
 
 STREAMS = 64
@@ -31,29 +29,6 @@ COMPLETED = 8
 INSTANCE = "crash-test-instance"
 
 pytestmark = pytest.mark.slow
-
-
-def start_fake_gateway(database_url: str, log: Path, token_delay: float) -> tuple[
-        subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "LLMGW_METERING__DATABASE_URL": database_url,
-           "LLMGW_METERING__INSTANCE_ID": INSTANCE}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.gateway.fake_gateway", "--port", str(port),
-         "--token-delay", str(token_delay)],
-        cwd=REPO, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text(errors="replace")
-        try:
-            if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                return process, base
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"fake gateway not ready:\n{log.read_text(errors='replace')}")
 
 
 async def _stream(client: httpx.AsyncClient, key: str, started: asyncio.Event,
@@ -116,7 +91,8 @@ async def test_gateway_killed_during_64_streams_then_every_request_in_ledger_exa
     database_url: str, tmp_path: Path
 ) -> None:
     log = tmp_path / "gateway.log"
-    process, base = start_fake_gateway(database_url, log, token_delay=0.5)
+    env = {"LLMGW_METERING__INSTANCE_ID": INSTANCE}
+    process, base = start_fake_gateway(database_url, log, 0.5, env)
     try:
         key = _key(base)
         done, in_flight = await _crash_during_streams(base, process, key)
@@ -126,7 +102,7 @@ async def test_gateway_killed_during_64_streams_then_every_request_in_ledger_exa
     finally:
         if process.poll() is None:
             process.kill()
-    restarted, base = start_fake_gateway(database_url, log, token_delay=0.0)
+    restarted, base = start_fake_gateway(database_url, log, 0.0, env)
     try:
         after = await _restart_checks(base, key)
     finally:
