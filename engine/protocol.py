@@ -118,6 +118,10 @@ class EngineStats:
     spec_drafted_total: int = 0
     spec_accepted_total: int = 0
     spec_accepted_per_position: tuple[int, ...] = field(default_factory=tuple)
+    spec_drafts_total: int = 0  # verify steps that carried drafts (per-position denominator)
+    spec_window_acceptance: float | None = None  # over the configured recent window
+    spec_window_rate_by_position: tuple[float, ...] = field(default_factory=tuple)
+    spec_draft_stale: bool = False  # window acceptance below the configured floor
 
 
 @runtime_checkable

@@ -45,6 +45,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
 fi
 
 "$VENV/bin/llm-gateway" models prepare
+# Shipped speculative-decoding drafts, re-tied to their prepared targets (idempotent).
+"$VENV/bin/llm-gateway" draft install
 
 # llmcompressor's own environment for `llm-gateway quantize` (.venv-quant; idempotent).
 # The quantized variants themselves are built on demand: `llm-gateway quantize --all`.
