@@ -19,6 +19,7 @@ lint: setup
 # "no tests collected", fails the target like any other non-zero exit).
 test: setup lint
 	./scripts/services.sh
+	./scripts/browser.sh
 	$(VENV)/bin/python -m pytest -p no:cacheprovider tests
 
 unit: setup

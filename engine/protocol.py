@@ -13,6 +13,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "abort", "error"]
 MAX_TOP_LOGPROBS = 20
+# Upper bounds (seconds) of the engine's queue-time histogram; a last bucket holds the rest.
+QUEUE_TIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,9 @@ class EngineStats:
     spec_drafted_total: int = 0
     spec_accepted_total: int = 0
     spec_accepted_per_position: tuple[int, ...] = field(default_factory=tuple)
-    spec_drafts_total: int = 0  # verify steps that carried drafts (per-position denominator)
-    spec_window_acceptance: float | None = None  # over the configured recent window
-    spec_window_rate_by_position: tuple[float, ...] = field(default_factory=tuple)
-    spec_draft_stale: bool = False  # window acceptance below the configured floor
+    # Finished requests per QUEUE_TIME_BUCKETS_S bucket (not cumulative; last: above all).
+    queue_time_counts: tuple[int, ...] = field(default_factory=tuple)
+    queue_time_sum_s: float = 0.0
 
 
 @runtime_checkable

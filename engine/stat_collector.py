@@ -6,21 +6,18 @@ tests compare the ledger against them, and ``/metrics`` exports them.
 
 from __future__ import annotations
 
+import bisect
 import threading
-import time
 from typing import Any
 
-from engine.protocol import EngineStats
-from engine.speculation_health import AcceptanceMonitor, HealthPolicy
+from engine.protocol import QUEUE_TIME_BUCKETS_S, EngineStats
 
 
 class StatCollector:
     """Thread-safe running totals fed by vLLM's stat-logger hook."""
 
-    def __init__(self, health: HealthPolicy | None = None) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._monitor = AcceptanceMonitor(health or HealthPolicy())
-        self._drafts = 0
         self._running = 0
         self._waiting = 0
         self._kv_usage = 0.0
@@ -29,6 +26,8 @@ class StatCollector:
         self._drafted = 0
         self._accepted = 0
         self._accepted_per_pos: list[int] = []
+        self._queue_counts = [0] * (len(QUEUE_TIME_BUCKETS_S) + 1)
+        self._queue_sum = 0.0
 
     def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
         """A ``StatLoggerFactory`` for ``AsyncLLM(stat_loggers=[...])``."""
@@ -59,6 +58,8 @@ class StatCollector:
             if iteration_stats is not None:
                 self._prompt_tokens += iteration_stats.num_prompt_tokens
                 self._generation_tokens += iteration_stats.num_generation_tokens
+                for finished in getattr(iteration_stats, "finished_requests", ()):
+                    self._add_queue_time(finished.queued_time)
             if scheduler_stats is None:
                 return
             self._running = scheduler_stats.num_running_reqs
@@ -66,13 +67,10 @@ class StatCollector:
             self._kv_usage = scheduler_stats.kv_cache_usage
             spec = scheduler_stats.spec_decoding_stats
             if spec is not None:
-                self._add_speculation(spec.num_drafts, spec.num_draft_tokens,
-                                      spec.num_accepted_tokens, spec.num_accepted_tokens_per_pos)
+                self._add_speculation(spec.num_draft_tokens, spec.num_accepted_tokens,
+                                      spec.num_accepted_tokens_per_pos)
 
-    def _add_speculation(self, drafts: int, drafted: int, accepted: int,
-                         per_pos: list[int]) -> None:
-        self._monitor.observe(time.monotonic(), drafts, drafted, accepted, per_pos)
-        self._drafts += drafts
+    def _add_speculation(self, drafted: int, accepted: int, per_pos: list[int]) -> None:
         self._drafted += drafted
         self._accepted += accepted
         if len(self._accepted_per_pos) < len(per_pos):
@@ -80,9 +78,12 @@ class StatCollector:
         for pos, count in enumerate(per_pos):
             self._accepted_per_pos[pos] += count
 
+    def _add_queue_time(self, seconds: float) -> None:
+        self._queue_counts[bisect.bisect_left(QUEUE_TIME_BUCKETS_S, seconds)] += 1
+        self._queue_sum += seconds
+
     def snapshot(self, unfinished: int) -> EngineStats:
         with self._lock:
-            health = self._monitor.health(time.monotonic())
             return EngineStats(
                 running=self._running,
                 waiting=self._waiting,
@@ -93,8 +94,6 @@ class StatCollector:
                 spec_drafted_total=self._drafted,
                 spec_accepted_total=self._accepted,
                 spec_accepted_per_position=tuple(self._accepted_per_pos),
-                spec_drafts_total=self._drafts,
-                spec_window_acceptance=health.window_acceptance,
-                spec_window_rate_by_position=health.window_rate_by_position(),
-                spec_draft_stale=health.stale,
+                queue_time_counts=tuple(self._queue_counts),
+                queue_time_sum_s=self._queue_sum,
             )

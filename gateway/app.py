@@ -9,7 +9,15 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.errors import install_error_handlers
-from gateway.http import admin_routes, health_routes, key_routes, openai_routes, spend_routes
+from gateway.http import (
+    admin_routes,
+    dashboard_routes,
+    health_routes,
+    key_routes,
+    metrics_routes,
+    openai_routes,
+    spend_routes,
+)
 from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.http.state import GatewayState
 
@@ -24,7 +32,8 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
         if manage_engines:
             await state.models.start()
         try:
-            yield
+            async with state.observability.running():
+                yield
         finally:
             state.draining = True
             if manage_engines:
@@ -34,10 +43,12 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
 
     app = FastAPI(title="llm-gateway", version="0.1.0", lifespan=lifespan)
     app.state.gateway = state
-    install_error_handlers(app)
+    install_error_handlers(app, on_error=state.observability.on_error)
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
+    app.include_router(metrics_routes.router)
+    app.include_router(dashboard_routes.router)
     app.include_router(key_routes.router)
     app.include_router(spend_routes.router)
     if state.settings.cors_origins:

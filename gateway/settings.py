@@ -41,10 +41,7 @@ class SpeculationSettings(_Strict):
     num_speculative_tokens: int = 4
     prompt_lookup_min: int = 2
     prompt_lookup_max: int = 4
-    draft_path: Path | None = None  # relative: under model_cache (`llm-gateway draft install`)
-    max_batch_size: int | None = None  # adaptive: no drafts above this many running requests
-    acceptance_floor: float = 0.0  # "draft stale" below this windowed acceptance (0: off)
-    acceptance_window_s: float = 300.0
+    draft_path: Path | None = None
 
 
 class QuantizedSettings(_Strict):
@@ -125,6 +122,15 @@ class MeteringSettings(_Strict):
     metrics_max_tenants: int = Field(100, ge=1)
 
 
+class ObservabilitySettings(_Strict):
+    json_logs: bool = True
+    metrics_require_admin: bool = False  # /metrics needs the admin key (auth on)
+    sample_interval_s: float = Field(2.0, gt=0)  # dashboard history resolution
+    history_points: int = Field(1800, ge=10)  # kept in memory: 1 h at 2 s
+    window_s: float = Field(30.0, gt=0)  # rates and percentiles over this trailing window
+    max_tenant_labels: int = Field(100, ge=1)  # further tenants share tenant="other"
+
+
 def _default_cache() -> Path:
     return Path.home() / ".cache" / "llm-gateway" / "models"
 
@@ -147,6 +153,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cors_origins: list[str] = Field(default_factory=list)
+    observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     metering: MeteringSettings = MeteringSettings()
     prices: PricingSettings = PricingSettings()
@@ -193,9 +200,6 @@ class Settings(BaseSettings):
     def engine_config(self, name: str) -> EngineConfig:
         model = self.models[name]
         spec = model.speculation
-        draft = spec.draft_path
-        if draft is not None and not draft.is_absolute():
-            draft = self.model_cache / draft
         return EngineConfig(
             model_name=name,
             model_path=self.model_path(name),
@@ -206,7 +210,7 @@ class Settings(BaseSettings):
             quantization=model.quantization,
             gpu_memory_utilization=model.gpu_memory_utilization,
             tensor_parallel_size=model.tensor_parallel_size,
-            speculation=SpeculationConfig(**{**spec.model_dump(), "draft_path": draft}),
+            speculation=SpeculationConfig(**spec.model_dump()),
             cpu=CpuConfig(**model.cpu.model_dump()),
         )
 

@@ -17,6 +17,7 @@ def serve(
 
     from gateway.app import create_app
     from gateway.bootstrap import build_state, embedded_models
+    from gateway.observability.logging import log_config
 
     settings = load_settings(profile=profile)
     _preflight(settings)
@@ -27,6 +28,7 @@ def serve(
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
+        log_config=log_config(settings.observability.json_logs),
         timeout_graceful_shutdown=int(settings.limits.request_timeout_s),
     )
 

@@ -10,6 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import RequestTooLargeError
+from gateway.observability.logging import REQUEST_ID
 
 REQUEST_ID_HEADER = b"x-request-id"
 
@@ -30,6 +31,7 @@ class RequestIdMiddleware:
             return
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        REQUEST_ID.set(request_id)  # JSON log lines of this request carry its id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":

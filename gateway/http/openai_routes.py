@@ -79,7 +79,9 @@ async def _respond(
         sampling=plan.sampling,
         cache_salt=principal.tenant,
     )
-    run = RequestRun(served.engine, engine_request, ticket, state.settings.limits.stall_timeout_s)
+    observer = state.observability.observe(request_id, served.name, principal.tenant)
+    run = RequestRun(served.engine, engine_request, ticket, state.settings.limits.stall_timeout_s,
+                     observer)
     prefix = "chatcmpl-" if plan.kind == "chat" else "cmpl-"
     fmt = ResponseFormat(
         kind=plan.kind,

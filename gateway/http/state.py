@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import Header, Request
+from prometheus_client import CollectorRegistry
 
 from gateway.auth.bearer import Authenticator
+from gateway.observability.hub import Observability
 from gateway.serving.accounting import Accounting, Principal
 from gateway.serving.registry import ModelRegistry
 from gateway.settings import Settings
@@ -23,6 +25,13 @@ class GatewayState:
     accounting: Accounting
     authenticator: Authenticator
     draining: bool = False
+    # The registry /metrics serves; pass one in to share it with metering's counters.
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    observability: Observability = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observability = Observability(self.settings.observability, self.models,
+                                           self.registry)
     metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
 
 

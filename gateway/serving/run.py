@@ -24,6 +24,7 @@ import anyio
 from engine.errors import EngineUnavailableError
 from engine.protocol import Engine, EngineOutput, GenerationRequest
 from gateway.errors import ServiceUnavailableError
+from gateway.observability.observer import NO_OBSERVER, RunObserver
 from gateway.serving.accounting import Outcome, Status, Ticket
 from gateway.serving.tally import Tally
 
@@ -37,12 +38,14 @@ class RequestRun:
         request: GenerationRequest,
         ticket: Ticket,
         stall_timeout_s: float,
+        observer: RunObserver = NO_OBSERVER,
     ) -> None:
         self.request = request
         self.tally = Tally(len(request.prompt_token_ids), request.sampling.n)
         self._engine = engine
         self._ticket = ticket
         self._stall = stall_timeout_s
+        self._observer = observer
         self._stream: AsyncIterator[EngineOutput] = engine.generate(request)
         self._pending: EngineOutput | None = None
         self._started = time.monotonic()
@@ -60,6 +63,7 @@ class RequestRun:
         if self._ttft is None and any(d.token_ids for d in out.choices):
             self._ttft = time.monotonic() - self._started
         self.tally.add(out)
+        self._observer.output(out)
         return out
 
     async def _next(self) -> EngineOutput | None:
@@ -116,6 +120,7 @@ class RequestRun:
                 latency_s=time.monotonic() - self._started,
             )
             self._settled = await self._ticket.settle(outcome)
+            self._observer.settled(outcome, self._settled)
         return self._settled
 
     async def _drain(self) -> None:

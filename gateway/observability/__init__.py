@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics, JSON logs, and the history behind ``/dashboard``."""

@@ -1,0 +1,102 @@
+"""What a request run reports while it streams and when it settles.
+
+``RequestRun`` calls ``output`` for each engine output and ``settled`` once, with the
+``Outcome`` and the ticket's extra usage fields (``cost`` when the ledger prices it).
+``NO_OBSERVER`` is the do-nothing default; ``MetricsObserver`` feeds Prometheus and
+writes one structured log line per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from engine.protocol import EngineOutput
+from gateway.observability.metrics import GatewayMetrics
+from gateway.serving.accounting import Outcome
+
+log = logging.getLogger("llm_gateway.requests")
+
+
+class RunObserver(Protocol):
+    def output(self, out: EngineOutput) -> None: ...
+
+    def settled(self, outcome: Outcome, extra: Mapping[str, Any]) -> None: ...
+
+
+class _NoObserver:
+    def output(self, out: EngineOutput) -> None:
+        del out
+
+    def settled(self, outcome: Outcome, extra: Mapping[str, Any]) -> None:
+        del outcome, extra
+
+
+NO_OBSERVER: RunObserver = _NoObserver()
+
+
+def cost_of(extra: Mapping[str, Any]) -> Decimal | None:
+    """The ``cost`` a ticket reported (Decimal, float, int or numeric string), if any."""
+    value = extra.get("cost")
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        cost = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return cost if cost.is_finite() and cost >= 0 else None
+
+
+class MetricsObserver:
+    """One request's observations, labelled by model and (bounded) tenant."""
+
+    def __init__(self, metrics: GatewayMetrics, request_id: str, model: str, tenant: str) -> None:
+        self._m = metrics
+        self._request_id = request_id
+        self._model = model
+        self._tenant = tenant
+        self._last_step: float | None = None
+
+    def output(self, out: EngineOutput) -> None:
+        """Inter-token latency: the gap since the previous step, per token of this step."""
+        tokens = max((len(d.token_ids) for d in out.choices), default=0)
+        if tokens == 0:
+            return
+        now = time.monotonic()
+        if self._last_step is not None:
+            self._m.itl.labels(self._model).observe((now - self._last_step) / tokens)
+        self._last_step = now
+
+    def settled(self, outcome: Outcome, extra: Mapping[str, Any]) -> None:
+        m, model, tenant = self._m, self._model, self._tenant
+        usage = outcome.usage
+        m.requests.labels(model, tenant, outcome.status).inc()
+        m.latency.labels(model).observe(outcome.latency_s)
+        if outcome.ttft_s is not None:
+            m.ttft.labels(model).observe(outcome.ttft_s)
+        m.prompt_tokens.labels(model, tenant).inc(usage.prompt_tokens)
+        m.completion_tokens.labels(model, tenant).inc(usage.completion_tokens)
+        m.cached_tokens.labels(model, tenant).inc(usage.cached_tokens)
+        if usage.cached_tokens:
+            m.cache_hits.labels(model).inc()
+        if outcome.speculation is not None:
+            m.spec_drafted.labels(model).inc(outcome.speculation.drafted)
+            m.spec_accepted.labels(model).inc(outcome.speculation.accepted)
+        cost = cost_of(extra)
+        if cost is not None:
+            m.cost.labels(model, tenant).inc(float(cost))
+        self._log(outcome, cost)
+
+    def _log(self, outcome: Outcome, cost: Decimal | None) -> None:
+        log.info("request finished", extra={
+            "request_id": self._request_id, "model": self._model, "tenant": self._tenant,
+            "status": outcome.status, "prompt_tokens": outcome.usage.prompt_tokens,
+            "completion_tokens": outcome.usage.completion_tokens,
+            "cached_tokens": outcome.usage.cached_tokens,
+            "ttft_s": None if outcome.ttft_s is None else round(outcome.ttft_s, 4),
+            "latency_s": round(outcome.latency_s, 4),
+            "cost": None if cost is None else str(cost),
+        })

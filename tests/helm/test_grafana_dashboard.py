@@ -1,0 +1,49 @@
+"""The Grafana dashboard shipped with the chart queries metrics the gateway exports."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import MODEL, REPO
+
+DASHBOARD = REPO / "helm" / "llm-gateway" / "dashboards" / "llm-gateway.json"
+TITLES = {"Requests per second", "End-to-end latency", "Time to first token", "Tokens per second",
+          "Errors and 429s per second", "Cost per hour by model", "Cost per hour by tenant",
+          "Speculation acceptance"}
+
+
+def _sample_names(family: str, kind: str) -> set[str]:
+    """The series names a family exports, whether or not it has samples yet."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
+    return {family + suffix for suffix in suffixes.get(kind, ("",))}
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[str]:
+    return [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+
+
+def test_grafana_dashboard_when_loaded_then_has_the_dashboard_panels() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] == "llm-gateway"
+    assert {p["title"] for p in dashboard["panels"]} >= TITLES
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+async def test_grafana_dashboard_when_gateway_scraped_then_every_queried_metric_exists(
+    fake_client: httpx.AsyncClient,
+) -> None:
+    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    assert (await fake_client.post("/v1/chat/completions", json=chat)).status_code == 200
+    exposition = (await fake_client.get("/metrics")).text
+    exported = {name for family in text_string_to_metric_families(exposition)
+                 for name in _sample_names(family.name, family.type)}
+    queried = {name for expr in _exprs(json.loads(DASHBOARD.read_text()))
+               for name in re.findall(r"\bllmgw_[a-z_]+", expr)}
+    assert queried
+    assert queried <= exported, queried - exported
