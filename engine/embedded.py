@@ -24,7 +24,7 @@ class EmbeddedEngine:
     def __init__(self, config: EngineConfig) -> None:
         self._config = config
         self._llm: AsyncLLM | None = None
-        self._stats = StatCollector()
+        self._stats = StatCollector(config.speculation.health_policy())
         self._start_lock = asyncio.Lock()
 
     @property

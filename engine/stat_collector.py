@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from typing import Any
 
 from engine.protocol import QUEUE_TIME_BUCKETS_S, EngineStats
+from engine.speculation_health import AcceptanceMonitor, HealthPolicy
 
 
 class StatCollector:
     """Thread-safe running totals fed by vLLM's stat-logger hook."""
 
-    def __init__(self) -> None:
+    def __init__(self, health: HealthPolicy | None = None) -> None:
         self._lock = threading.Lock()
+        self._monitor = AcceptanceMonitor(health or HealthPolicy())
+        self._drafts = 0
         self._running = 0
         self._waiting = 0
         self._kv_usage = 0.0
@@ -67,10 +71,13 @@ class StatCollector:
             self._kv_usage = scheduler_stats.kv_cache_usage
             spec = scheduler_stats.spec_decoding_stats
             if spec is not None:
-                self._add_speculation(spec.num_draft_tokens, spec.num_accepted_tokens,
-                                      spec.num_accepted_tokens_per_pos)
+                self._add_speculation(spec.num_drafts, spec.num_draft_tokens,
+                                      spec.num_accepted_tokens, spec.num_accepted_tokens_per_pos)
 
-    def _add_speculation(self, drafted: int, accepted: int, per_pos: list[int]) -> None:
+    def _add_speculation(self, drafts: int, drafted: int, accepted: int,
+                         per_pos: list[int]) -> None:
+        self._monitor.observe(time.monotonic(), drafts, drafted, accepted, per_pos)
+        self._drafts += drafts
         self._drafted += drafted
         self._accepted += accepted
         if len(self._accepted_per_pos) < len(per_pos):
@@ -84,6 +91,7 @@ class StatCollector:
 
     def snapshot(self, unfinished: int) -> EngineStats:
         with self._lock:
+            health = self._monitor.health(time.monotonic())
             return EngineStats(
                 running=self._running,
                 waiting=self._waiting,
@@ -96,4 +104,8 @@ class StatCollector:
                 spec_accepted_per_position=tuple(self._accepted_per_pos),
                 queue_time_counts=tuple(self._queue_counts),
                 queue_time_sum_s=self._queue_sum,
+                spec_drafts_total=self._drafts,
+                spec_window_acceptance=health.window_acceptance,
+                spec_window_rate_by_position=health.window_rate_by_position(),
+                spec_draft_stale=health.stale,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.protocol import Engine
 from gateway.auth.bearer import AdminKeyAuthenticator
 from gateway.http.state import GatewayState
 from gateway.serving.accounting import Accounting, Unmetered
@@ -11,14 +12,28 @@ from gateway.settings import Settings
 
 
 def embedded_models(settings: Settings) -> ModelRegistry:
+    """Each served model's engine: in-process vLLM, or remote replicas when it lists some
+    (``replicas`` / ``replicas_dns``). The tokenizer always loads from the model folder."""
     from engine.embedded import EmbeddedEngine
 
     served = []
     for name in settings.served_models():
         config = settings.engine_config(name)
         renderer = HfPromptRenderer.from_folder(config.model_path)
-        served.append(ServedModel(name, EmbeddedEngine(config), renderer))
+        remote = settings.models[name].is_remote
+        engine = _replica_router(settings, name) if remote else EmbeddedEngine(config)
+        served.append(ServedModel(name, engine, renderer))
     return ModelRegistry(served)
+
+
+def _replica_router(settings: Settings, name: str) -> Engine:
+    from engine.discovery import ReplicaSource
+    from engine.routing import ReplicaRouter, RoutingPolicy
+
+    model = settings.models[name]
+    source = ReplicaSource(tuple(model.replicas), model.replicas_dns)
+    policy = RoutingPolicy(**model.routing.model_dump())
+    return ReplicaRouter(name, model.max_model_len, source, policy)
 
 
 def build_state(

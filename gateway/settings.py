@@ -41,7 +41,10 @@ class SpeculationSettings(_Strict):
     num_speculative_tokens: int = 4
     prompt_lookup_min: int = 2
     prompt_lookup_max: int = 4
-    draft_path: Path | None = None
+    draft_path: Path | None = None  # relative: under model_cache (`llm-gateway draft install`)
+    max_batch_size: int | None = None  # adaptive: no drafts above this many running requests
+    acceptance_floor: float = 0.0  # "draft stale" below this windowed acceptance (0: off)
+    acceptance_window_s: float = 300.0
 
 
 class QuantizedSettings(_Strict):
@@ -200,6 +203,9 @@ class Settings(BaseSettings):
     def engine_config(self, name: str) -> EngineConfig:
         model = self.models[name]
         spec = model.speculation
+        draft = spec.draft_path
+        if draft is not None and not draft.is_absolute():
+            draft = self.model_cache / draft
         return EngineConfig(
             model_name=name,
             model_path=self.model_path(name),
@@ -210,7 +216,7 @@ class Settings(BaseSettings):
             quantization=model.quantization,
             gpu_memory_utilization=model.gpu_memory_utilization,
             tensor_parallel_size=model.tensor_parallel_size,
-            speculation=SpeculationConfig(**spec.model_dump()),
+            speculation=SpeculationConfig(**{**spec.model_dump(), "draft_path": draft}),
             cpu=CpuConfig(**model.cpu.model_dump()),
         )
 

@@ -48,6 +48,8 @@ fi
 ./scripts/dashboard.sh
 
 "$VENV/bin/llm-gateway" models prepare
+# Shipped speculative-decoding drafts, re-tied to their prepared targets (idempotent).
+"$VENV/bin/llm-gateway" draft install
 
 # llmcompressor's own environment for `llm-gateway quantize` (.venv-quant; idempotent).
 # The quantized variants themselves are built on demand: `llm-gateway quantize --all`.

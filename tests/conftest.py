@@ -112,8 +112,8 @@ def stop_gateway(gateway: LiveGateway) -> None:
 
 def live_gateway_env(tmp: Path) -> dict[str, str]:
     """Environment for the session gateway; extend here when a feature needs settings."""
-    del tmp
-    return {}
+    # A ledger of its own, so tests can read it (tests/gateway/metering/test_reconciliation.py).
+    return {"LLMGW_METERING__DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'ledger.db'}"}
 
 
 @pytest.fixture(scope="session")

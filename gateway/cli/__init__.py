@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import bench, keys, models, quantize, serve
+from gateway.cli import bench, draft, engine, keys, models, quantize, serve
 
 
 def build() -> typer.Typer:
@@ -14,6 +14,8 @@ def build() -> typer.Typer:
     app.add_typer(keys.app, name="keys")
     app.command("quantize")(quantize.quantize)
     app.command("bench")(bench.bench)
+    app.add_typer(draft.app, name="draft")
+    app.add_typer(engine.app, name="engine")
     return app
 
 

@@ -1,0 +1,57 @@
+"""Markdown for the speculation table, and output identity against speculation off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WORKLOADS = ("chat_batch1", "repeat_batch1", "chat_concurrent16")
+
+
+def compare_outputs(results: list[dict[str, Any]]) -> None:
+    """Add ``identical`` (outputs equal to the ``none`` run) and drop the token lists."""
+    base = next((r for r in results if r["config"] == "none"), None)
+    for result in results:
+        for workload in WORKLOADS:
+            run = result[workload]
+            if base is not None:
+                pairs = zip(run["outputs"], base[workload]["outputs"], strict=True)
+                run["identical"] = f"{sum(a == b for a, b in pairs)}/{len(run['outputs'])}"
+            run.pop("outputs", None)
+
+
+def _cell(run: dict[str, Any], base: dict[str, Any] | None) -> str:
+    text = f"{run['tok_per_s']:.1f}"
+    if base is not None:
+        text += f" ({run['tok_per_s'] / base['tok_per_s']:.2f}x)"
+    return text
+
+
+def _acceptance(run: dict[str, Any]) -> str:
+    if "acceptance" not in run:
+        return "-"
+    by_pos = "/".join(f"{p:.0%}" for p in run["accepted_by_position"])
+    return f"{run['acceptance']:.0%} ({by_pos})"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    results = report["results"]
+    base = next((r for r in results if r["config"] == "none"), None)
+    lines = [
+        f"# Speculative decoding on {report['machine']['cpu']} "
+        f"({report['machine']['cores']} cores), {report['date']}",
+        "",
+        f"Offline vLLM, float32, eager, greedy, {report['max_tokens']} tokens max. Load average "
+        f"{report['machine']['load_avg_1m']:.1f} at start, {report['load_avg_1m_end']:.1f} at end"
+        " (shared machine: absolute numbers are noisy, ratios less so).",
+        "",
+        "| config | chat batch 1 tok/s | repeat batch 1 tok/s | 16 concurrent chat tok/s "
+        "| acceptance chat (by position) | acceptance repeat | identical to none |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        ident = " / ".join(r[w].get("identical", "-") for w in WORKLOADS)
+        cells = [_cell(r[w], base[w] if base else None) for w in WORKLOADS]
+        lines.append(f"| {r['config']} | {' | '.join(cells)} | {_acceptance(r['chat_batch1'])} "
+                     f"| {_acceptance(r['repeat_batch1'])} | {ident} |")
+    lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""Routing over replicas (engine/routing.py, engine/discovery.py) with fake-engine servers.
+
+The real two-replica test (vLLM engines, kill -9) is tests/e2e/test_remote_replicas.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from engine.discovery import ReplicaSource
+from engine.errors import EngineUnavailableError
+from engine.fake import FakeEngine
+from engine.protocol import EngineOutput, GenerationRequest, SamplingSpec
+from engine.routing import AffinityIndex, ReplicaRouter, RoutingPolicy
+from tests.engine.replica_servers import FakeReplica, fake_replicas
+
+POLICY = RoutingPolicy(affinity_block_tokens=4, health_interval_s=0.05, eject_after_failures=1)
+
+
+def request(rid: str, prompt: str, max_tokens: int = 64) -> GenerationRequest:
+    return GenerationRequest(rid, tuple(ord(c) for c in prompt), SamplingSpec(max_tokens))
+
+
+async def run(router: ReplicaRouter, req: GenerationRequest) -> list[EngineOutput]:
+    return [out async for out in router.generate(req)]
+
+
+@asynccontextmanager
+async def routed(*engines: FakeEngine) -> AsyncIterator[tuple[ReplicaRouter, list[FakeReplica]]]:
+    async with fake_replicas(*engines) as replicas:
+        router = ReplicaRouter("m", 2048, ReplicaSource(tuple(r.url for r in replicas)), POLICY)
+        await router.start()
+        try:
+            yield router, replicas
+        finally:
+            await router.stop()
+
+
+def served(replicas: list[FakeReplica]) -> list[int]:
+    return [r.state.requests_total for r in replicas]
+
+
+def test_affinity_index_finds_the_longest_cached_prefix() -> None:
+    index = AffinityIndex(block_tokens=2)
+    index.record(index.chain([1, 2, 3, 4]), "a")
+    index.record(index.chain([1, 2]), "b")
+    assert index.lookup(index.chain([1, 2, 3, 4, 5, 6]), {"a", "b"}) == "a"
+    assert index.lookup(index.chain([1, 2, 9, 9]), {"a", "b"}) == "b"
+    assert index.lookup(index.chain([1, 2, 3, 4]), {"b"}) == "b"
+    assert index.lookup(index.chain([7]), {"a", "b"}) is None
+
+
+async def test_concurrent_requests_go_to_the_least_busy_replicas() -> None:
+    engines = [FakeEngine("m", reply="x" * 20, token_delay_s=0.01) for _ in range(2)]
+    async with routed(*engines) as (router, replicas):
+        prompts = [f"{i}: a distinct prompt" for i in range(8)]
+        await asyncio.gather(*(run(router, request(f"r{i}", p)) for i, p in enumerate(prompts)))
+        assert sum(served(replicas)) == 8
+        assert min(served(replicas)) >= 3
+
+
+async def test_conversation_returns_to_the_replica_holding_its_prefix() -> None:
+    async with routed(FakeEngine("m"), FakeEngine("m")) as (router, replicas):
+        conversation = "system: be brief\nuser: hi\n"
+        homes = []
+        for turn in range(4):
+            before = served(replicas)
+            await run(router, request(f"t{turn}", conversation))
+            homes.append([a - b for a, b in zip(served(replicas), before, strict=True)])
+            conversation += f"assistant: hello\nuser: turn {turn}\n"
+        assert all(h == homes[0] for h in homes), homes
+
+
+async def test_affinity_yields_to_load_when_the_warm_replica_is_busy() -> None:
+    engines = [FakeEngine("m", reply="y" * 50, token_delay_s=0.02) for _ in range(2)]
+    async with routed(*engines) as (router, replicas):
+        same_prefix = [request(f"s{i}", f"shared system prompt, user {i}") for i in range(6)]
+        await asyncio.gather(*(run(router, r) for r in same_prefix))
+        assert min(served(replicas)) >= 1, served(replicas)
+
+
+async def test_replica_down_before_first_token_then_retried_on_another() -> None:
+    async with routed(FakeEngine("m"), FakeEngine("m")) as (router, replicas):
+        await replicas[0].stop()  # still marked healthy: no health round has run yet
+        for i in range(4):
+            outputs = await run(router, request(f"r{i}", f"prompt {i}"))
+            assert outputs[-1].finished
+        assert replicas[1].state.requests_total == 4
+        assert [r.healthy for r in router.replicas] == [False, True]
+
+
+async def test_failure_after_streaming_is_not_retried() -> None:
+    async with routed(FakeEngine("m", fail_after_tokens=2)) as (router, _replicas):
+        outputs: list[EngineOutput] = []
+        with pytest.raises(EngineUnavailableError):
+            async for out in router.generate(request("r", "prompt")):
+                outputs.append(out)
+        assert len(outputs) == 2
+
+
+async def test_no_ready_replica_then_unavailable() -> None:
+    router = ReplicaRouter("m", 2048, ReplicaSource(("http://127.0.0.1:9",)), POLICY)
+    await router.start()
+    try:
+        assert not await router.is_ready()
+        with pytest.raises(EngineUnavailableError, match="no ready replica"):
+            await run(router, request("r", "prompt"))
+    finally:
+        await router.stop()
+
+
+async def test_health_checks_eject_and_readmit_a_replica() -> None:
+    async with routed(FakeEngine("m"), FakeEngine("m")) as (router, replicas):
+        assert [r.healthy for r in router.replicas] == [True, True]
+        replicas[0].state.draining = True
+        await asyncio.sleep(POLICY.health_interval_s * 6)
+        assert [r.healthy for r in router.replicas] == [False, True]
+        assert await router.is_ready()
+        replicas[0].state.draining = False
+        await asyncio.sleep(POLICY.health_interval_s * 6)
+        assert [r.healthy for r in router.replicas] == [True, True]
+
+
+async def test_abort_reaches_the_replica_serving_the_request() -> None:
+    engines = [FakeEngine("m", reply="z" * 300, token_delay_s=0.02) for _ in range(2)]
+    async with routed(*engines) as (router, replicas):
+        stream = router.generate(request("victim", "a long one"))
+        await anext(stream)
+        serving = [r for r in replicas if r.state.in_flight]
+        await router.abort("victim")
+        assert [r.engine.aborted for r in serving] == [["victim"]]
+        await stream.aclose()
+
+
+async def test_stats_sum_over_replicas() -> None:
+    async with routed(FakeEngine("m"), FakeEngine("m")) as (router, replicas):
+        await asyncio.gather(*(run(router, request(f"r{i}", f"p{i} text")) for i in range(4)))
+        await router.refresh()
+        total = sum(r.engine.stats().generation_tokens_total for r in replicas)
+        assert router.stats().generation_tokens_total == total > 0
+
+
+async def test_dns_source_resolves_a_name_to_replica_urls() -> None:
+    assert await ReplicaSource(dns="localhost:8001").resolve() in (
+        ("http://127.0.0.1:8001",), ("http://127.0.0.1:8001", "http://[::1]:8001"),
+        ("http://[::1]:8001",))
+    assert await ReplicaSource(dns="no-such-host.invalid:1").resolve() == ()
+    with pytest.raises(ValueError):
+        ReplicaSource(urls=("10.0.0.1:80",))
