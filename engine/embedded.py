@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPr
 from engine.protocol import EngineOutput, EngineStats, GenerationRequest
 from engine.quantization.capability import require_supported
 from engine.stat_collector import StatCollector
+from engine.supervisor import supervise
 from engine.vllm_convert import to_engine_output, to_sampling_params
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ class EmbeddedEngine:
         self._llm: AsyncLLM | None = None
         self._stats = StatCollector(config.speculation.health_policy())
         self._start_lock = asyncio.Lock()
+        self._supervisor: asyncio.Task[None] | None = None
+        self.restarts = 0
 
     @property
     def model_name(self) -> str:
@@ -48,6 +52,21 @@ class EmbeddedEngine:
                     f"no model at {self._config.model_path}; run `llm-gateway models prepare`"
                 )
             self._llm = await asyncio.to_thread(self._build)
+        if self._supervisor is None:
+            self._supervisor = asyncio.create_task(supervise(self))
+
+    def is_dead(self) -> bool:
+        llm = self._llm
+        return llm is not None and llm.errored
+
+    async def restart(self) -> None:
+        """Replace a dead engine with a fresh one (requests meanwhile get 503s)."""
+        async with self._start_lock:
+            dead, self._llm = self._llm, None
+            if dead is not None:
+                await asyncio.to_thread(_shutdown_quietly, dead)
+            self._llm = await asyncio.to_thread(self._build)
+            self.restarts += 1
 
     def _build(self) -> AsyncLLM:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -61,6 +80,9 @@ class EmbeddedEngine:
         return AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.factory])
 
     async def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            self._supervisor = None
         llm, self._llm = self._llm, None
         if llm is not None:
             await asyncio.to_thread(llm.shutdown)
@@ -112,3 +134,10 @@ class EmbeddedEngine:
         if llm.errored:
             raise EngineUnavailableError(f"engine for {self.model_name} has died")
         return llm
+
+
+def _shutdown_quietly(llm: AsyncLLM) -> None:
+    try:
+        llm.shutdown()
+    except Exception:  # a dead engine may fail to shut down cleanly; it is gone anyway
+        logging.getLogger("llm_gateway.engine").warning("shutdown of a dead engine failed")

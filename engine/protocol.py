@@ -120,13 +120,13 @@ class EngineStats:
     spec_drafted_total: int = 0
     spec_accepted_total: int = 0
     spec_accepted_per_position: tuple[int, ...] = field(default_factory=tuple)
-    # Finished requests per QUEUE_TIME_BUCKETS_S bucket (not cumulative; last: above all).
-    queue_time_counts: tuple[int, ...] = field(default_factory=tuple)
-    queue_time_sum_s: float = 0.0
     spec_drafts_total: int = 0  # verify steps that carried drafts (per-position denominator)
     spec_window_acceptance: float | None = None  # over the configured recent window
     spec_window_rate_by_position: tuple[float, ...] = field(default_factory=tuple)
     spec_draft_stale: bool = False  # window acceptance below the configured floor
+    # Finished requests per QUEUE_TIME_BUCKETS_S bucket (not cumulative; last: above all).
+    queue_time_counts: tuple[int, ...] = field(default_factory=tuple)
+    queue_time_sum_s: float = 0.0
 
 
 @runtime_checkable

@@ -102,10 +102,10 @@ class StatCollector:
                 spec_drafted_total=self._drafted,
                 spec_accepted_total=self._accepted,
                 spec_accepted_per_position=tuple(self._accepted_per_pos),
-                queue_time_counts=tuple(self._queue_counts),
-                queue_time_sum_s=self._queue_sum,
                 spec_drafts_total=self._drafts,
                 spec_window_acceptance=health.window_acceptance,
                 spec_window_rate_by_position=health.window_rate_by_position(),
                 spec_draft_stale=health.stale,
+                queue_time_counts=tuple(self._queue_counts),
+                queue_time_sum_s=self._queue_sum,
             )

@@ -27,6 +27,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.draining = False
         if state.metering is not None:
             await state.metering.start()  # migrate, close rows a crash left open
         if manage_engines:
@@ -47,10 +48,10 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(admin_routes.router)
-    app.include_router(metrics_routes.router)
-    app.include_router(dashboard_routes.router)
     app.include_router(key_routes.router)
     app.include_router(spend_routes.router)
+    app.include_router(metrics_routes.router)
+    app.include_router(dashboard_routes.router)
     if state.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

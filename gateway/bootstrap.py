@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from engine.protocol import Engine
 from gateway.auth.bearer import AdminKeyAuthenticator
 from gateway.http.state import GatewayState
@@ -48,9 +50,11 @@ def build_state(
     if metered:
         from gateway.metering.service import build_metering
 
-        metering = build_metering(settings)
+        registry = CollectorRegistry()
+        metering = build_metering(settings, registry)
         return GatewayState(settings=settings, models=models, accounting=metering.accounting,
-                            authenticator=metering.authenticator, metering=metering)
+                            authenticator=metering.authenticator, metering=metering,
+                            registry=registry)
     return GatewayState(
         settings=settings,
         models=models,

@@ -47,13 +47,6 @@ class SpeculationSettings(_Strict):
     acceptance_window_s: float = 300.0
 
 
-class QuantizedSettings(_Strict):
-    """This model is ``base`` quantized by ``llm-gateway quantize --method <method>``."""
-
-    base: str
-    method: Literal["w8a8-int8", "w4a16-awq"]
-
-
 class RoutingSettings(_Strict):
     """How the gateway spreads one model's requests over its remote engine replicas."""
 
@@ -61,6 +54,13 @@ class RoutingSettings(_Strict):
     health_interval_s: float = Field(2.0, gt=0)
     eject_after_failures: int = Field(2, ge=1)
     max_attempts: int = Field(3, ge=1)  # tries before the first token, on distinct replicas
+
+
+class QuantizedSettings(_Strict):
+    """This model is ``base`` quantized by ``llm-gateway quantize --method <method>``."""
+
+    base: str
+    method: Literal["w8a8-int8", "w4a16-awq"]
 
 
 class ModelSettings(_Strict):
@@ -102,6 +102,7 @@ class LimitSettings(_Strict):
     max_prompt_chars: int = Field(500_000, ge=1)
     request_timeout_s: float = Field(600, gt=0)
     stall_timeout_s: float = Field(60, gt=0)
+    drain_timeout_s: float = Field(30, gt=0)  # SIGTERM: in-flight streams get this long
 
 
 class PriceSettings(_Strict):

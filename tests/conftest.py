@@ -6,7 +6,9 @@ SmolLM2) in a subprocess once per test session; every engine test shares it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +31,7 @@ from gateway.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key"
 MODEL = "smollm2-135m-instruct"
-STARTUP_TIMEOUT_S = 900
+STARTUP_TIMEOUT_S = 540  # below pytest's 600 s per test, which counts fixture setup
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,31 +85,45 @@ def start_gateway(
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     gateway = LiveGateway(
         f"http://127.0.0.1:{port}", ADMIN_KEY, MODEL, process, log_path, env_overrides
     )
+    try:
+        _wait_ready(gateway)
+    except BaseException:  # never leave an engine behind, whatever interrupted the wait
+        stop_gateway(gateway)
+        raise
+    return gateway
+
+
+def _wait_ready(gateway: LiveGateway) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gateway exited with {process.returncode}:\n{gateway.log_tail()}")
+        if gateway.process.poll() is not None:
+            code = gateway.process.returncode
+            raise RuntimeError(f"gateway exited with {code}:\n{gateway.log_tail()}")
         try:
             if httpx.get(f"{gateway.base_url}/ready", timeout=5).status_code == 200:
-                return gateway
+                return
         except httpx.HTTPError:
             pass
         time.sleep(1)
-    stop_gateway(gateway)
     raise RuntimeError(f"gateway not ready after {STARTUP_TIMEOUT_S} s:\n{gateway.log_tail()}")
 
 
 def stop_gateway(gateway: LiveGateway) -> None:
-    gateway.process.terminate()
+    """SIGTERM (graceful drain), then SIGKILL the whole process group (engine included)."""
+    if gateway.process.poll() is None:
+        gateway.process.terminate()
     try:
-        gateway.process.wait(timeout=60)
+        gateway.process.wait(timeout=90)
     except subprocess.TimeoutExpired:
         gateway.process.kill()
         gateway.process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(gateway.process.pid, signal.SIGKILL)  # engine children left behind
 
 
 def live_gateway_env(tmp: Path) -> dict[str, str]:

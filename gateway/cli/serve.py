@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import typer
+from types import FrameType
 
+import typer
+import uvicorn
+from sse_starlette.sse import AppStatus
+
+from gateway.http.state import GatewayState
 from gateway.settings import Settings, load_settings
 
 
@@ -13,8 +18,6 @@ def serve(
     port: int = typer.Option(None, help="Port (default from settings)."),
 ) -> None:
     """Serve the OpenAI-compatible API on http://HOST:PORT/v1."""
-    import uvicorn
-
     from gateway.app import create_app
     from gateway.bootstrap import build_state, embedded_models
     from gateway.observability.logging import log_config
@@ -23,14 +26,30 @@ def serve(
     _preflight(settings)
     state = build_state(settings, embedded_models(settings), metered=True)
     app = create_app(state)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host or settings.host,
         port=port or settings.port,
         log_level="info",
         log_config=log_config(settings.observability.json_logs),
-        timeout_graceful_shutdown=int(settings.limits.request_timeout_s),
+        timeout_graceful_shutdown=int(settings.limits.drain_timeout_s),
     )
+    DrainingServer(config, state).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT: refuse new requests (503), let streams in flight finish for up to
+    ``limits.drain_timeout_s``; uvicorn then cancels the rest, which abort and settle."""
+
+    def __init__(self, config: uvicorn.Config, state: GatewayState) -> None:
+        super().__init__(config)
+        self._state = state
+        # sse-starlette would otherwise end every stream at the first signal.
+        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._state.draining = True
+        super().handle_exit(sig, frame)
 
 
 def _preflight(settings: Settings) -> None:

@@ -25,6 +25,7 @@ class GatewayState:
     accounting: Accounting
     authenticator: Authenticator
     draining: bool = False
+    metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
     # The registry /metrics serves; pass one in to share it with metering's counters.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     observability: Observability = field(init=False)
@@ -32,7 +33,6 @@ class GatewayState:
     def __post_init__(self) -> None:
         self.observability = Observability(self.settings.observability, self.models,
                                            self.registry)
-    metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
 
 
 def gateway_state(request: Request) -> GatewayState:

@@ -317,3 +317,19 @@ async def test_server_when_many_bad_requests_then_keeps_serving(
 def test_admin_key_in_tests_is_the_profile_key() -> None:
     secret = make_settings().auth.admin_key
     assert secret is not None and secret.get_secret_value() == ADMIN_KEY
+
+
+async def test_chat_when_engine_stalls_then_503_and_engine_request_aborted(
+    fake_engine: FakeEngine,
+) -> None:
+    settings = make_settings()
+    limits = settings.limits.model_copy(update={"stall_timeout_s": 0.05})
+    settings = settings.model_copy(update={"limits": limits})
+    fake_engine.token_delay_s = 1.0
+    app = create_app(fake_state(fake_engine, settings), manage_engines=False)
+    headers = {"authorization": f"Bearer {ADMIN_KEY}"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://g", headers=headers) as c:
+        response = await c.post("/v1/chat/completions", json=CHAT)
+    assert_envelope(response, 503)
+    assert fake_engine.stats().running == 0
