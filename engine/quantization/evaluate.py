@@ -40,11 +40,12 @@ class Target:
 
 
 def _prompt_ids(tokenizer: Any) -> list[list[int]]:
-    return [
-        list(tokenizer.apply_chat_template([{"role": "user", "content": p}],
-                                           tokenize=True, add_generation_prompt=True))
+    rendered = [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                      add_generation_prompt=True)
         for p in calibration.greedy_prompts()
     ]
+    return [list(tokenizer.encode(text, add_special_tokens=False)) for text in rendered]
 
 
 def evaluate(target: Target) -> dict[str, Any]:
