@@ -85,3 +85,11 @@ def test_serve_refuses_fp8_on_a_cpu_without_amx(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(typer.Exit):
         serve._preflight(settings)
     assert "fp8 on CPU needs AMX" in capsys.readouterr().err
+
+
+def test_each_variant_has_its_own_price_for_the_ledger() -> None:
+    settings = load_settings(profile="test")
+    prices = settings.prices.models
+    for name, model in settings.models.items():
+        if model.quantized is not None:
+            assert prices[name].completion < prices[model.quantized.base].completion
