@@ -16,7 +16,9 @@ def compare_outputs(results: list[dict[str, Any]]) -> None:
             if base is not None:
                 pairs = zip(run["outputs"], base[workload]["outputs"], strict=True)
                 run["identical"] = f"{sum(a == b for a, b in pairs)}/{len(run['outputs'])}"
-            run.pop("outputs", None)
+    for result in results:
+        for workload in WORKLOADS:
+            result[workload].pop("outputs", None)
 
 
 def _cell(run: dict[str, Any], base: dict[str, Any] | None) -> str:
