@@ -27,6 +27,12 @@ function fmt(value, unit) {
   return `${value.toFixed(digits)}${unit ? " " + unit : ""}`;
 }
 
+function tick(value) {
+  // Axis labels that stay readable for tiny values (costs of a few millionths).
+  if (value === 0 || Math.abs(value) >= 1) return String(+value.toFixed(2));
+  return String(+value.toPrecision(2));
+}
+
 function last(series) {
   for (let i = series.length - 1; i >= 0; i--) if (series[i] !== null) return series[i];
   return null;
@@ -58,7 +64,7 @@ function makePlot(section, panel, names, data) {
   const opts = {
     width: Math.max(300, container.clientWidth || 400), height: 180, series,
     scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-    axes: [axis, { ...axis, label: panel.unit, size: 60 }],
+    axes: [axis, { ...axis, label: panel.unit, size: 76, values: (_u, ticks) => ticks.map(tick) }],
   };
   return new uPlot(opts, data, container);
 }
