@@ -131,5 +131,6 @@ def test_sigterm_when_streams_in_flight_then_they_finish_and_new_requests_are_re
         finishes = [c["choices"][0]["finish_reason"] for c in payloads if c.get("choices")]
         assert finishes[-1] in ("stop", "length")
         assert payloads[-1]["usage"]["completion_tokens"] > 0
-    assert own_gateway.process.wait(timeout=120) == 0
-    assert Path(own_gateway.log_path).exists()
+    # uvicorn re-raises the captured SIGTERM once shutdown is complete: -SIGTERM is a clean end.
+    assert own_gateway.process.wait(timeout=120) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in Path(own_gateway.log_path).read_text(errors="replace")
