@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x6C6C6D67  # "llmg": the advisory lock every replica takes to migrate
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +48,31 @@ def _upgrade(connection: Connection) -> None:
     command.upgrade(config, "head")
 
 
+@asynccontextmanager
+async def _sqlite_file_lock(database: str) -> AsyncIterator[None]:
+    """An exclusive lock file beside a SQLite database, held across processes."""
+    fd = await asyncio.to_thread(os.open, f"{database}.migrate-lock", os.O_CREAT | os.O_RDWR)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 async def migrate(engine: AsyncEngine) -> None:
-    """Bring the schema to the newest Alembic revision."""
+    """Bring the schema to the newest Alembic revision, one replica at a time.
+
+    Replicas that start together would otherwise race to create the same tables;
+    PostgreSQL serialises them with a transaction-scoped advisory lock, a SQLite file
+    with a lock file beside it. The replica that waits finds the schema at head.
+    """
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        async with _sqlite_file_lock(url.database), engine.begin() as connection:
+            await connection.run_sync(_upgrade)
+        return
     async with engine.begin() as connection:
+        if url.get_backend_name() == "postgresql":
+            await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": MIGRATION_LOCK_KEY})
         await connection.run_sync(_upgrade)

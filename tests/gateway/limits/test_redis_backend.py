@@ -36,9 +36,9 @@ def fake_gateways(count: int, env: dict[str, str], log_dir: Path) -> Iterator[li
                 env={**os.environ, **env, "LLMGW_METERING__INSTANCE_ID": f"replica-{i}"}))
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.monotonic() + 120
-        for proc, url in zip(procs, urls, strict=True):
+        for i, (proc, url) in enumerate(zip(procs, urls, strict=True)):
             while True:
-                assert proc.poll() is None, (log_dir / "gateway-0.log").read_text()
+                assert proc.poll() is None, (log_dir / f"gateway-{i}.log").read_text()
                 try:
                     if httpx.get(url + "/health", timeout=2).status_code == 200:
                         break
