@@ -39,6 +39,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             state.draining = True
             if manage_engines:
                 await state.models.stop()
+            await state.upstreams.aclose()
             if state.metering is not None:
                 await state.metering.stop()
 

@@ -11,6 +11,7 @@ from gateway.serving.accounting import Accounting, Unmetered
 from gateway.serving.registry import ModelRegistry, ServedModel
 from gateway.serving.rendering import HfPromptRenderer
 from gateway.settings import Settings
+from gateway.upstream.registry import UpstreamRegistry
 
 
 def embedded_models(settings: Settings) -> ModelRegistry:
@@ -47,6 +48,7 @@ def build_state(
 ) -> GatewayState:
     """With ``metered``: ledger, virtual keys, limits and prices from ``settings.metering``."""
     admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
+    upstreams = UpstreamRegistry.from_settings(settings)
     if metered:
         from gateway.metering.service import build_metering
 
@@ -54,10 +56,11 @@ def build_state(
         metering = build_metering(settings, registry)
         return GatewayState(settings=settings, models=models, accounting=metering.accounting,
                             authenticator=metering.authenticator, metering=metering,
-                            registry=registry)
+                            registry=registry, upstreams=upstreams)
     return GatewayState(
         settings=settings,
         models=models,
         accounting=accounting or Unmetered(),
         authenticator=AdminKeyAuthenticator(settings.auth.enabled, admin),
+        upstreams=upstreams,
     )

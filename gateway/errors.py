@@ -110,6 +110,26 @@ class ServiceUnavailableError(GatewayError):
     default_code = "engine_unavailable"
 
 
+class UpstreamError(GatewayError):
+    """An external upstream failed, timed out or rejected the gateway's own credentials."""
+
+    status_code = 502
+    default_code = "upstream_error"
+
+
+class UpstreamRejectedError(GatewayError):
+    """The upstream refused the request itself (a 4xx): relayed with its status."""
+
+    error_type = "invalid_request_error"
+
+    def __init__(self, status_code: int, message: str, *, error_type: str | None = None,
+                 param: str | None = None, code: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, param=param, code=code, retry_after=retry_after)
+        self.status_code = status_code
+        self.error_type = error_type or self.error_type
+
+
 class MeteringUnavailableError(ServiceUnavailableError):
     """The ledger database cannot be reached: the request is refused before dispatch."""
 

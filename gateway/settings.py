@@ -87,6 +87,18 @@ class ModelSettings(_Strict):
         return bool(self.replicas) or self.replicas_dns is not None
 
 
+class UpstreamSettings(_Strict):
+    """A model served by an external OpenAI-compatible API (the key is our model name)."""
+
+    base_url: str = Field(pattern=r"^https?://")  # e.g. https://api.openai.com/v1
+    model: str | None = None  # the upstream's name for it (default: ours)
+    api_key_env: str | None = None  # environment variable holding the upstream's key
+    encoding: str | None = None  # tiktoken encoding for estimates (default: by model name)
+    context_window: int = Field(128_000, ge=16)
+    timeout_s: float = Field(120, gt=0)
+    connect_timeout_s: float = Field(10, gt=0)
+
+
 class AuthSettings(_Strict):
     enabled: bool = True
     admin_key: SecretStr | None = None
@@ -154,6 +166,7 @@ class Settings(BaseSettings):
     model_cache: Path = Field(default_factory=_default_cache)
     default_model: str | None = None
     models: dict[str, ModelSettings] = Field(default_factory=dict)
+    upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cors_origins: list[str] = Field(default_factory=list)
@@ -180,6 +193,8 @@ class Settings(BaseSettings):
             raise ValueError(f"default_model {self.default_model!r} is not in models")
         if self.default_model is not None and not self.models[self.default_model].enabled:
             raise ValueError(f"default_model {self.default_model!r} is not enabled")
+        if clash := sorted(set(self.upstreams) & set(self.models)):
+            raise ValueError(f"{clash}: a name is either a model or an upstream, not both")
         for name, model in self.models.items():
             if model.quantized is not None and model.quantized.base not in self.models:
                 raise ValueError(f"{name}: quantized.base {model.quantized.base!r} is not a model")

@@ -12,7 +12,7 @@ from sse_starlette import EventSourceResponse
 
 from engine.protocol import GenerationRequest
 from gateway.errors import ServiceUnavailableError, error_envelope
-from gateway.http.schemas import ChatCompletionRequest, CompletionRequest
+from gateway.http.schemas import ChatCompletionRequest, CompletionRequest, SamplingBody
 from gateway.http.state import GatewayState, gateway_state, principal_of
 from gateway.serving.accounting import Principal
 from gateway.serving.openai_format import ResponseFormat
@@ -20,6 +20,8 @@ from gateway.serving.planning import GenerationPlan, plan_chat, plan_completion
 from gateway.serving.registry import ServedModel
 from gateway.serving.run import RequestRun
 from gateway.streaming.sse import completion_events
+from gateway.upstream.registry import Upstream
+from gateway.upstream.relay import UpstreamRelay
 
 router = APIRouter(prefix="/v1")
 
@@ -33,6 +35,8 @@ async def list_models(
         {"id": m.name, "object": "model", "created": m.created, "owned_by": "llm-gateway"}
         for m in state.models
     ]
+    data += [{"id": u.model.name, "object": "model", "created": 0, "owned_by": "upstream"}
+             for u in state.upstreams]
     return {"object": "list", "data": data}
 
 
@@ -43,6 +47,10 @@ async def chat_completions(
     state: GatewayState = Depends(gateway_state),
     principal: Principal = Depends(principal_of),
 ) -> JSONResponse | EventSourceResponse:
+    if (upstream := state.upstreams.find(body.model)) is not None:
+        counted = await plan_chat(body, upstream.model.counter, upstream.model.context_window,
+                                  state.settings.limits)
+        return await _relay(state, upstream, counted, body, principal, request)
     served = state.models.get(body.model)
     plan = await plan_chat(body, served.renderer, served.max_model_len, state.settings.limits)
     return await _respond(state, served, plan, principal, request)
@@ -55,6 +63,10 @@ async def completions(
     state: GatewayState = Depends(gateway_state),
     principal: Principal = Depends(principal_of),
 ) -> JSONResponse | EventSourceResponse:
+    if (upstream := state.upstreams.find(body.model)) is not None:
+        counted = await plan_completion(body, upstream.model.counter,
+                                        upstream.model.context_window, state.settings.limits)
+        return await _relay(state, upstream, counted, body, principal, request)
     served = state.models.get(body.model)
     plan = await plan_completion(
         body, served.renderer, served.max_model_len, state.settings.limits
@@ -100,6 +112,28 @@ async def _respond(
             completion_events(run, fmt, plan.include_usage), sep="\n", ping=15
         )
     return await _complete(run, fmt, request, state.settings.limits.request_timeout_s)
+
+
+async def _relay(
+    state: GatewayState,
+    upstream: Upstream,
+    plan: GenerationPlan,
+    body: SamplingBody,
+    principal: Principal,
+    request: Request,
+) -> JSONResponse | EventSourceResponse:
+    """A model served by an external upstream: reserved and settled like our own."""
+    if state.draining:
+        raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
+    ticket = await state.accounting.open(principal, plan, request.state.request_id)
+    relay = UpstreamRelay(upstream.client, upstream.model, plan,
+                          body.model_dump(mode="json", exclude_unset=True), ticket)
+    if plan.stream:
+        await relay.prime()
+        return EventSourceResponse(relay.events(plan.include_usage), sep="\n", ping=15)
+    payload, extra = await relay.complete()
+    headers = {"x-request-cost": str(extra["cost"])} if "cost" in extra else {}
+    return JSONResponse(payload, headers=headers)
 
 
 async def _complete(

@@ -13,6 +13,7 @@ from gateway.observability.hub import Observability
 from gateway.serving.accounting import Accounting, Principal
 from gateway.serving.registry import ModelRegistry
 from gateway.settings import Settings
+from gateway.upstream.registry import UpstreamRegistry
 
 if TYPE_CHECKING:
     from gateway.metering.service import Metering
@@ -26,6 +27,7 @@ class GatewayState:
     authenticator: Authenticator
     draining: bool = False
     metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
+    upstreams: UpstreamRegistry = field(default_factory=UpstreamRegistry)  # external APIs
     # The registry /metrics serves; pass one in to share it with metering's counters.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     observability: Observability = field(init=False)

@@ -71,6 +71,7 @@ class MeteredTicket:
             spec_accepted_tokens=spec.accepted if spec else None,
             ttft_ms=None if outcome.ttft_s is None else outcome.ttft_s * 1000,
             latency_ms=outcome.latency_s * 1000,
+            estimated=outcome.estimated,
         )
         entry = self._reservation
         await self._accounting.record(entry, result, cost)

@@ -39,6 +39,7 @@ class Outcome:
     speculation: SpeculationCounts | None = None
     ttft_s: float | None = None
     latency_s: float = 0.0
+    estimated: bool = False  # tokens counted with tiktoken, not reported (upstream models)
 
 
 class Ticket(Protocol):

@@ -20,7 +20,8 @@ log = logging.getLogger("llm_gateway.streaming")
 DONE = "[DONE]"
 
 
-def _event(payload: dict[str, Any]) -> dict[str, str]:
+def json_event(payload: dict[str, Any]) -> dict[str, str]:
+    """One SSE event carrying ``payload`` as compact JSON."""
     return {"data": json.dumps(payload, ensure_ascii=False, separators=(",", ":"))}
 
 
@@ -31,22 +32,22 @@ async def completion_events(
     try:
         if fmt.kind == "chat":
             for index in range(run.request.sampling.n):
-                yield _event(fmt.role_chunk(index))
+                yield json_event(fmt.role_chunk(index))
         async for out in run.outputs():
             for delta in out.choices:
                 chunk = fmt.delta_chunk(delta, offsets[delta.index])
                 offsets[delta.index] += len(delta.text)
                 if chunk is not None:
-                    yield _event(chunk)
+                    yield json_event(chunk)
                 if delta.finish_reason is not None:
-                    yield _event(fmt.finish_chunk(delta.index, delta.finish_reason))
+                    yield json_event(fmt.finish_chunk(delta.index, delta.finish_reason))
         extra = await run.settle()
         if include_usage:
-            yield _event(fmt.usage_chunk(run.tally.usage(), extra))
+            yield json_event(fmt.usage_chunk(run.tally.usage(), extra))
     except Exception as exc:  # a failure after the 200: report it in-band, then end
         error = as_gateway_error(exc)
         log.warning("stream %s failed: %s", run.request.request_id, error.message)
-        yield _event(error.envelope())
+        yield json_event(error.envelope())
     finally:
         await run.close()
     yield {"data": DONE}

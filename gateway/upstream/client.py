@@ -1,0 +1,127 @@
+"""One external OpenAI-compatible upstream: its settings and an HTTP client for it.
+
+The upstream sees the gateway's own key for it (from an environment variable), never the
+client's. Its failures map to the OpenAI envelope here: a refusal of the request (4xx) is
+relayed with its status and message; a refusal of our credentials, a 5xx, a timeout or an
+unreachable host is a 502 ``upstream_error``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from gateway.errors import GatewayError, UpstreamError, UpstreamRejectedError
+from gateway.settings import UpstreamSettings
+from gateway.streaming.sse import DONE
+from gateway.upstream.tokens import TiktokenCounter, encoding_name_for, offline_encoding
+
+
+@dataclass(frozen=True)
+class UpstreamModel:
+    name: str  # what clients call it
+    base_url: str
+    upstream_model: str  # what the upstream calls it
+    counter: TiktokenCounter = field(repr=False)
+    context_window: int = 128_000
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 120.0
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"{self.name}: base_url must be http(s)")
+        if self.context_window < 16 or self.timeout_s <= 0 or self.connect_timeout_s <= 0:
+            raise ValueError(f"{self.name}: context_window and timeouts must be positive")
+
+    @classmethod
+    def from_settings(cls, name: str, settings: UpstreamSettings) -> UpstreamModel:
+        upstream_model = settings.model or name
+        key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
+        if settings.api_key_env and not key:
+            raise ValueError(f"{name}: environment variable {settings.api_key_env} is not set")
+        encoding = offline_encoding(encoding_name_for(upstream_model, settings.encoding))
+        return cls(name, settings.base_url.rstrip("/"), upstream_model, TiktokenCounter(encoding),
+                   settings.context_window, key, settings.timeout_s, settings.connect_timeout_s)
+
+
+def _rejection(response: httpx.Response) -> GatewayError:
+    try:
+        error = response.json()["error"]
+        message, kind = str(error["message"]), error.get("type")
+        param, code = error.get("param"), error.get("code")
+    except (ValueError, KeyError, TypeError):
+        message, kind, param, code = response.text[:500] or response.reason_phrase, None, None, None
+    status = response.status_code
+    if status in (401, 403) or status >= 500:
+        return UpstreamError(f"the upstream answered {status}: {message}", retry_after=5)
+    retry = response.headers.get("retry-after")
+    return UpstreamRejectedError(
+        status, message, error_type=kind, param=param, code=code,
+        retry_after=float(retry) if retry and retry.isdigit() else None)
+
+
+class UpstreamClient:
+    def __init__(self, model: UpstreamModel,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        headers = {"authorization": f"Bearer {model.api_key}"} if model.api_key else {}
+        timeout = httpx.Timeout(model.timeout_s, connect=model.connect_timeout_s)
+        self._http = httpx.AsyncClient(base_url=model.base_url, headers=headers,
+                                       timeout=timeout, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            response = await self._http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the upstream failed: {exc!r}", retry_after=5) from exc
+        if response.status_code >= 400:
+            raise _rejection(response)
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise UpstreamError("the upstream sent a body that is not JSON") from exc
+        if not isinstance(payload, dict):
+            raise UpstreamError("the upstream sent a body that is not a JSON object")
+        return payload
+
+    async def open_stream(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        """Send a streamed request; the caller reads ``chunks`` and must close the response."""
+        request = self._http.build_request("POST", path, json=body,
+                                           headers={"accept": "text/event-stream"})
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"the upstream failed: {exc!r}", retry_after=5) from exc
+        if response.status_code >= 400:
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+            raise _rejection(response)
+        return response
+
+
+async def chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an open OpenAI event stream, up to ``[DONE]``."""
+    try:
+        async for event in EventSource(response).aiter_sse():
+            if event.data == DONE:
+                return
+            payload = json.loads(event.data)
+            if isinstance(payload, dict) and "error" in payload:
+                raise UpstreamError(f"the upstream failed mid-stream: {payload['error']}")
+            if isinstance(payload, dict):
+                yield payload
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"the upstream stream broke: {exc!r}") from exc
+    except ValueError as exc:
+        raise UpstreamError("the upstream sent an event that is not JSON") from exc
