@@ -40,6 +40,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             if manage_engines:
                 await state.models.stop()
             await state.upstreams.aclose()
+            await state.cache.aclose()
             if state.metering is not None:
                 await state.metering.stop()
 
@@ -59,7 +60,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             allow_origins=list(state.settings.cors_origins),
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["authorization", "content-type"],
-            expose_headers=["x-request-id", "x-request-cost"],
+            expose_headers=["x-request-id", "x-request-cost", "x-cache"],
         )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=state.settings.limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

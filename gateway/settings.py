@@ -123,6 +123,8 @@ class PriceSettings(_Strict):
     prompt: Decimal = Decimal(0)
     completion: Decimal = Decimal(0)
     cached_prompt: Decimal | None = None  # default: the prompt price
+    cache_hit_prompt: Decimal = Decimal(0)  # a response-cache hit (no engine ran)
+    cache_hit_completion: Decimal = Decimal(0)
 
 
 class PricingSettings(_Strict):
@@ -136,6 +138,17 @@ class MeteringSettings(_Strict):
     instance_id: str = Field(default_factory=socket.gethostname)
     orphan_after_s: float = Field(3600, gt=0)  # other instances' open rows older than this
     metrics_max_tenants: int = Field(100, ge=1)
+
+
+class ResponseCacheSettings(_Strict):
+    """Exact response cache for repeatable requests (temperature 0 or a fixed seed)."""
+
+    backend: Literal["off", "memory", "redis"] = "memory"
+    enabled_by_default: bool = False  # for keys without their own response_cache policy
+    redis_url: str | None = None  # backend redis; default: metering.redis_url
+    ttl_s: float = Field(3600, gt=0)
+    max_bytes: int = Field(64 * 2**20, ge=1024)  # memory backend: total size bound
+    max_entry_bytes: int = Field(2**20, ge=256)  # larger responses are not cached
 
 
 class ObservabilitySettings(_Strict):
@@ -174,6 +187,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     metering: MeteringSettings = MeteringSettings()
     prices: PricingSettings = PricingSettings()
+    response_cache: ResponseCacheSettings = ResponseCacheSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,7 @@ class KeyPrincipal(Principal):
     """A caller holding a virtual key, with the limits that key carries."""
 
     quota: Quota = UNLIMITED
+    response_cache: bool | None = None  # the key's response-cache policy (None: default)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class KeyRecord:
     created_at: datetime
     revoked_at: datetime | None
     quota: Quota
+    response_cache: bool | None = None
 
     def as_json(self) -> dict[str, object]:
         budget = self.quota.budget_usd
@@ -44,6 +46,7 @@ class KeyRecord:
             "budget_usd": None if budget is None else str(budget),
             "budget_period": self.quota.budget_period,
             "rpm": self.quota.rpm, "tpm": self.quota.tpm,
+            "response_cache": self.response_cache,
         }
 
 
@@ -51,15 +54,16 @@ def _record(row: ApiKeyRow) -> KeyRecord:
     budget = None if row.budget_pico is None else from_pico(row.budget_pico).normalize()
     quota = Quota(rpm=row.rpm, tpm=row.tpm, budget_usd=budget,
                   budget_period="day" if row.budget_period == "day" else "month")
-    return KeyRecord(row.id, row.tenant, row.name, row.created_at, row.revoked_at, quota)
+    return KeyRecord(row.id, row.tenant, row.name, row.created_at, row.revoked_at, quota,
+                     row.response_cache)
 
 
 class KeyStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def create(self, tenant: str, quota: Quota, name: str | None = None
-                     ) -> tuple[KeyRecord, str]:
+    async def create(self, tenant: str, quota: Quota, name: str | None = None,
+                     response_cache: bool | None = None) -> tuple[KeyRecord, str]:
         """A new key for ``tenant``; returns its record and the token (shown once)."""
         if not tenant or len(tenant) > 128:
             raise ValueError("tenant must have 1 to 128 characters")
@@ -69,6 +73,7 @@ class KeyStore:
             created_at=utcnow(), revoked_at=None,
             budget_pico=None if quota.budget_usd is None else to_pico(quota.budget_usd),
             budget_period=quota.budget_period, rpm=quota.rpm, tpm=quota.tpm,
+            response_cache=response_cache,
         )
         async with self._sessions.begin() as session:
             session.add(row)
@@ -127,7 +132,7 @@ class KeyAuthenticator:
             if record is None:
                 raise AuthenticationError("Incorrect API key provided.")
             return KeyPrincipal(key_id=record.key_id, tenant=record.tenant,
-                                quota=record.quota)
+                                quota=record.quota, response_cache=record.response_cache)
         principal = await self._admin.authenticate(authorization)
         assert principal is ADMIN
         return principal

@@ -58,6 +58,10 @@ def create(
     rpm: int = typer.Option(None, min=1, help="Requests per minute."),
     tpm: int = typer.Option(None, min=1, help="Tokens per minute (prompt + max_tokens x n)."),
     name: str = typer.Option(None, help="A label for the key."),
+    response_cache: bool = typer.Option(
+        None, "--response-cache/--no-response-cache",
+        help="Answer this key's repeatable requests from the response cache "
+             "(default: the gateway's response_cache.enabled_by_default)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (with the key)."),
     profile: str = typer.Option(None, help="Settings profile."),
 ) -> None:
@@ -69,7 +73,8 @@ def create(
                       budget_period="day" if budget_period == "day" else "month")
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    record, token = _with_store(profile, lambda store: store.create(tenant, quota, name))
+    record, token = _with_store(profile, lambda store: store.create(tenant, quota, name,
+                                                                           response_cache))
     if as_json:
         typer.echo(json.dumps({**record.as_json(), "key": token}))
         return

@@ -27,6 +27,7 @@ class KeyCreateBody(BaseModel):
     budget_period: Literal["day", "month"] = "month"
     rpm: int | None = Field(None, ge=1)
     tpm: int | None = Field(None, ge=1)
+    response_cache: bool | None = None  # repeatable requests may be answered from the cache
 
     def quota(self) -> Quota:
         return Quota(rpm=self.rpm, tpm=self.tpm, budget_usd=self.budget_usd,
@@ -47,7 +48,8 @@ async def create_key(
 ) -> dict[str, Any]:
     """A new key for a tenant. ``key`` is in this response only; it is stored hashed."""
     try:
-        record, token = await metering.keys.create(body.tenant, body.quota(), body.name)
+        record, token = await metering.keys.create(body.tenant, body.quota(), body.name,
+                                                   body.response_cache)
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from exc
     return {**record.as_json(), "key": token}

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from engine.protocol import GenerationRequest
+from engine.protocol import Engine, GenerationRequest
+from gateway.caching.recording import Recorder, ReplayEngine
 from gateway.errors import ServiceUnavailableError, error_envelope
 from gateway.http.schemas import ChatCompletionRequest, CompletionRequest, SamplingBody
 from gateway.http.state import GatewayState, gateway_state, principal_of
-from gateway.serving.accounting import Principal
+from gateway.serving.accounting import Principal, Ticket
 from gateway.serving.openai_format import ResponseFormat
 from gateway.serving.planning import GenerationPlan, plan_chat, plan_completion
 from gateway.serving.registry import ServedModel
@@ -84,7 +85,7 @@ async def _respond(
     if state.draining:
         raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
     request_id: str = request.state.request_id
-    ticket = await state.accounting.open(principal, plan, request_id)
+    engine, ticket, recorder, headers = await _reserve(state, served, plan, principal, request)
     engine_request = GenerationRequest(
         request_id=request_id,
         prompt_token_ids=plan.prompt_token_ids,
@@ -92,8 +93,8 @@ async def _respond(
         cache_salt=principal.tenant,
     )
     observer = state.observability.observe(request_id, served.name, principal.tenant)
-    run = RequestRun(served.engine, engine_request, ticket, state.settings.limits.stall_timeout_s,
-                     observer)
+    run = RequestRun(engine, engine_request, ticket, state.settings.limits.stall_timeout_s,
+                     observer, recorder)
     prefix = "chatcmpl-" if plan.kind == "chat" else "cmpl-"
     fmt = ResponseFormat(
         kind=plan.kind,
@@ -109,9 +110,32 @@ async def _respond(
         raise
     if plan.stream:
         return EventSourceResponse(
-            completion_events(run, fmt, plan.include_usage), sep="\n", ping=15
+            completion_events(run, fmt, plan.include_usage), sep="\n", ping=15, headers=headers
         )
-    return await _complete(run, fmt, request, state.settings.limits.request_timeout_s)
+    return await _complete(run, fmt, request, state.settings.limits.request_timeout_s, headers)
+
+
+async def _reserve(
+    state: GatewayState,
+    served: ServedModel,
+    plan: GenerationPlan,
+    principal: Principal,
+    request: Request,
+) -> tuple[Engine, Ticket, Recorder | None, dict[str, str]]:
+    """Open the billing ticket; a response-cache hit swaps the engine for its replay."""
+    decision = state.cache.decide(principal, plan, request.headers.get("cache-control"))
+    recording = await state.cache.lookup(decision, served.name)
+    ticket = await state.accounting.open(principal, plan, request.state.request_id)
+    headers = {} if state.cache.store is None else {
+        "x-cache": "hit" if recording else "miss" if decision else "bypass"}
+    if recording is not None:  # no engine runs
+        return (ReplayEngine(served.engine, recording), state.cache.hit_ticket(ticket), None,
+                headers)
+    if decision is None:
+        return served.engine, ticket, None, headers
+    recorder = Recorder()
+    ticket = state.cache.fill_ticket(ticket, decision, served.name, recorder)
+    return served.engine, ticket, recorder, headers
 
 
 async def _relay(
@@ -137,7 +161,8 @@ async def _relay(
 
 
 async def _complete(
-    run: RequestRun, fmt: ResponseFormat, request: Request, timeout_s: float
+    run: RequestRun, fmt: ResponseFormat, request: Request, timeout_s: float,
+    headers: dict[str, str],
 ) -> JSONResponse:
     """Collect a whole completion; a client that hangs up aborts the engine request."""
     collect = asyncio.create_task(_drain(run))
@@ -158,7 +183,8 @@ async def _complete(
         if not collect.done():
             collect.cancel()
         await run.close()
-    headers = {"x-request-cost": str(extra["cost"])} if "cost" in extra else {}
+    if "cost" in extra:
+        headers = {**headers, "x-request-cost": str(extra["cost"])}
     return JSONResponse(fmt.full(run.tally, extra), headers=headers)
 
 

@@ -9,6 +9,7 @@ from fastapi import Header, Request
 from prometheus_client import CollectorRegistry
 
 from gateway.auth.bearer import Authenticator
+from gateway.caching.cache import ResponseCache
 from gateway.observability.hub import Observability
 from gateway.serving.accounting import Accounting, Principal
 from gateway.serving.registry import ModelRegistry
@@ -28,6 +29,7 @@ class GatewayState:
     draining: bool = False
     metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
     upstreams: UpstreamRegistry = field(default_factory=UpstreamRegistry)  # external APIs
+    cache: ResponseCache = field(init=False)  # the exact response cache
     # The registry /metrics serves; pass one in to share it with metering's counters.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     observability: Observability = field(init=False)
@@ -35,6 +37,8 @@ class GatewayState:
     def __post_init__(self) -> None:
         self.observability = Observability(self.settings.observability, self.models,
                                            self.registry)
+        self.cache = ResponseCache.from_settings(
+            self.settings.response_cache, self.settings.metering.redis_url, self.registry)
 
 
 def gateway_state(request: Request) -> GatewayState:

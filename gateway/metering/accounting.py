@@ -61,7 +61,8 @@ class MeteredTicket:
 
     async def _settle(self, outcome: Outcome) -> dict[str, Any]:
         usage = billable_usage(outcome)
-        cost = self._price.cost(usage)
+        cost = (self._price.cache_hit_cost(usage) if outcome.response_cached
+                else self._price.cost(usage))
         spec = outcome.speculation
         result = Settlement(
             status=outcome.status, prompt_tokens=usage.prompt_tokens,
@@ -71,7 +72,7 @@ class MeteredTicket:
             spec_accepted_tokens=spec.accepted if spec else None,
             ttft_ms=None if outcome.ttft_s is None else outcome.ttft_s * 1000,
             latency_ms=outcome.latency_s * 1000,
-            estimated=outcome.estimated,
+            estimated=outcome.estimated, response_cached=outcome.response_cached,
         )
         entry = self._reservation
         await self._accounting.record(entry, result, cost)

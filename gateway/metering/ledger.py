@@ -45,6 +45,7 @@ class Settlement:
     ttft_ms: float | None = None
     latency_ms: float | None = None
     estimated: bool = False
+    response_cached: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "length", "aborted", "error"):
@@ -63,7 +64,8 @@ class Ledger:
             id=entry.request_id, key_id=entry.key_id, tenant=entry.tenant, model=entry.model,
             n=entry.n, status=RESERVED, prompt_tokens=0, cached_tokens=0,
             completion_tokens=0, reserved_tokens=entry.reserved_tokens,
-            reserved_pico=entry.reserved_pico, cost_pico=0, estimated=False, recovered=False,
+            reserved_pico=entry.reserved_pico, cost_pico=0, estimated=False, response_cached=False,
+            recovered=False,
             instance_id=entry.instance_id, created_at=entry.created_at,
         )
         async with self._sessions.begin() as session:
@@ -81,7 +83,8 @@ class Ledger:
                 spec_drafted_tokens=result.spec_drafted_tokens,
                 spec_accepted_tokens=result.spec_accepted_tokens,
                 ttft_ms=result.ttft_ms, latency_ms=result.latency_ms,
-                estimated=result.estimated, settled_at=utcnow(),
+                estimated=result.estimated, response_cached=result.response_cached,
+                settled_at=utcnow(),
             )
         )
         async with self._sessions.begin() as session:

@@ -51,9 +51,12 @@ class Price:
     prompt: Decimal = _ZERO
     completion: Decimal = _ZERO
     cached_prompt: Decimal = _ZERO
+    cache_hit_prompt: Decimal = _ZERO  # a response served from the response cache
+    cache_hit_completion: Decimal = _ZERO
 
     def __post_init__(self) -> None:
-        for name in ("prompt", "completion", "cached_prompt"):
+        for name in ("prompt", "completion", "cached_prompt", "cache_hit_prompt",
+                     "cache_hit_completion"):
             _check_price(name, getattr(self, name))
 
     def cost(self, usage: Usage) -> Decimal:
@@ -61,6 +64,12 @@ class Price:
         uncached = usage.prompt_tokens - usage.cached_tokens
         micro = (uncached * self.prompt + usage.cached_tokens * self.cached_prompt
                  + usage.completion_tokens * self.completion)
+        return micro.scaleb(-6)
+
+    def cache_hit_cost(self, usage: Usage) -> Decimal:
+        """A response-cache hit: its tokens at the cache-hit prices (no engine ran)."""
+        micro = (usage.prompt_tokens * self.cache_hit_prompt
+                 + usage.completion_tokens * self.cache_hit_completion)
         return micro.scaleb(-6)
 
     def worst_case(self, prompt_tokens: int, completion_tokens: int) -> Decimal:

@@ -29,7 +29,9 @@ log = logging.getLogger("llm_gateway.metering")
 
 def _price(spec: PriceSettings) -> Price:
     cached = spec.cached_prompt if spec.cached_prompt is not None else spec.prompt
-    return Price(prompt=spec.prompt, completion=spec.completion, cached_prompt=cached)
+    return Price(prompt=spec.prompt, completion=spec.completion, cached_prompt=cached,
+                 cache_hit_prompt=spec.cache_hit_prompt,
+                 cache_hit_completion=spec.cache_hit_completion)
 
 
 def price_book(prices: PricingSettings) -> PriceBook:

@@ -31,6 +31,7 @@ class ApiKeyRow(Base):
     budget_period: Mapped[str] = mapped_column(String(8), default="month")
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
+    response_cache: Mapped[bool | None] = mapped_column(Boolean)  # None: the gateway default
 
 
 class LedgerRow(Base):
@@ -58,6 +59,7 @@ class LedgerRow(Base):
     reserved_pico: Mapped[int] = mapped_column(BigInteger)
     cost_pico: Mapped[int] = mapped_column(BigInteger, default=0)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    response_cached: Mapped[bool] = mapped_column(Boolean, default=False)  # a response-cache hit
     recovered: Mapped[bool] = mapped_column(Boolean, default=False)
     instance_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime())

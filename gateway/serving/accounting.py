@@ -40,6 +40,7 @@ class Outcome:
     ttft_s: float | None = None
     latency_s: float = 0.0
     estimated: bool = False  # tokens counted with tiktoken, not reported (upstream models)
+    response_cached: bool = False  # replayed from the response cache: no engine ran
 
 
 class Ticket(Protocol):

@@ -23,6 +23,7 @@ import anyio
 
 from engine.errors import EngineUnavailableError
 from engine.protocol import Engine, EngineOutput, GenerationRequest
+from gateway.caching.recording import Recorder
 from gateway.errors import ServiceUnavailableError
 from gateway.observability.observer import NO_OBSERVER, RunObserver
 from gateway.serving.accounting import Outcome, Status, Ticket
@@ -39,6 +40,7 @@ class RequestRun:
         ticket: Ticket,
         stall_timeout_s: float,
         observer: RunObserver = NO_OBSERVER,
+        recorder: Recorder | None = None,
     ) -> None:
         self.request = request
         self.tally = Tally(len(request.prompt_token_ids), request.sampling.n)
@@ -46,6 +48,7 @@ class RequestRun:
         self._ticket = ticket
         self._stall = stall_timeout_s
         self._observer = observer
+        self._recorder = recorder  # the response cache's copy of every output
         self._stream: AsyncIterator[EngineOutput] = engine.generate(request)
         self._pending: EngineOutput | None = None
         self._started = time.monotonic()
@@ -64,6 +67,8 @@ class RequestRun:
             self._ttft = time.monotonic() - self._started
         self.tally.add(out)
         self._observer.output(out)
+        if self._recorder is not None:
+            self._recorder.add(out)
         return out
 
     async def _next(self) -> EngineOutput | None:

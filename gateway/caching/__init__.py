@@ -1,0 +1,1 @@
+"""The exact response cache: repeatable requests answered without running the engine."""

@@ -1,0 +1,93 @@
+"""A finished request's engine outputs, recorded once and replayed as an engine would.
+
+Replaying the very deltas the engine produced through the normal response path makes a
+hit's body (streamed or not) identical to the original's, and its usage the same token
+counts, read from the same token ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from engine.protocol import Engine, EngineOutput, EngineStats, GenerationRequest
+from engine.wire import encode, output_from_wire
+
+
+@dataclass(frozen=True)
+class Recording:
+    outputs: tuple[EngineOutput, ...]
+
+    def __post_init__(self) -> None:
+        if not self.outputs or not self.outputs[-1].finished:
+            raise ValueError("a recording holds a whole request, ending with its final output")
+
+    def to_bytes(self) -> bytes:
+        return json.dumps([encode(o) for o in self.outputs], separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Recording:
+        return cls(tuple(output_from_wire(item) for item in json.loads(data)))
+
+
+class Recorder:
+    """Collects a running request's outputs; ``recording()`` once it finished."""
+
+    def __init__(self) -> None:
+        self._outputs: list[EngineOutput] = []
+
+    def add(self, output: EngineOutput) -> None:
+        self._outputs.append(output)
+
+    def recording(self) -> Recording | None:
+        if not self._outputs or not self._outputs[-1].finished:
+            return None
+        return Recording(tuple(self._outputs))
+
+
+def _as_hit(output: EngineOutput, request_id: str) -> EngineOutput:
+    """The whole prompt counts as cached; no speculation ran."""
+    return dataclasses.replace(output, request_id=request_id, speculation=None,
+                               cached_prompt_tokens=output.prompt_tokens)
+
+
+class ReplayEngine:
+    """An ``Engine`` that answers one request from a recording (abort stops the replay)."""
+
+    def __init__(self, engine: Engine, recording: Recording) -> None:
+        self._engine = engine
+        self._recording = recording
+        self._aborted = False
+
+    @property
+    def model_name(self) -> str:
+        return self._engine.model_name
+
+    @property
+    def max_model_len(self) -> int:
+        return self._engine.max_model_len
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
+        for output in self._recording.outputs:
+            if self._aborted:
+                return
+            yield _as_hit(output, request.request_id)
+
+    async def abort(self, request_id: str) -> None:
+        del request_id
+        self._aborted = True
+
+    async def is_ready(self) -> bool:
+        return True
+
+    def stats(self) -> EngineStats:
+        return EngineStats(running=0, waiting=0, kv_cache_usage=0.0, prompt_tokens_total=0,
+                           generation_tokens_total=0, unfinished_requests=0)
