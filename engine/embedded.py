@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any
 from engine.config import EngineConfig
 from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
 from engine.protocol import EngineOutput, EngineStats, GenerationRequest
-from engine.quantization.capability import require_supported
+from engine.quantization.capability import adapt_to_hardware, require_supported
 from engine.stat_collector import StatCollector
 from engine.supervisor import supervise
 from engine.vllm_convert import to_engine_output, to_sampling_params
+
+log = logging.getLogger("llm_gateway.engine")
 
 if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -74,9 +76,13 @@ class EmbeddedEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         require_supported(self._config)  # a clear error before vLLM tries the kernels
+        config = adapt_to_hardware(self._config)
+        if config.dtype != self._config.dtype:
+            log.warning("%s: serving with dtype %s (this CPU's INT8 kernel needs it)",
+                        config.model_name, config.dtype)
         if current_platform.is_cpu():
-            os.environ.update(self._config.cpu.environment())
-        args = AsyncEngineArgs(**self._config.engine_args_kwargs())
+            os.environ.update(config.cpu.environment())
+        args = AsyncEngineArgs(**config.engine_args_kwargs())
         return AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.factory])
 
     async def stop(self) -> None:
@@ -140,4 +146,4 @@ def _shutdown_quietly(llm: AsyncLLM) -> None:
     try:
         llm.shutdown()
     except Exception:  # a dead engine may fail to shut down cleanly; it is gone anyway
-        logging.getLogger("llm_gateway.engine").warning("shutdown of a dead engine failed")
+        log.warning("shutdown of a dead engine failed")

@@ -52,7 +52,10 @@ def evaluate(target: Target) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    dtype: Any = target.dtype  # one of vLLM's dtype literals, checked by vLLM
+    from engine.quantization.capability import detect_hardware, scheme_of, serving_dtype
+
+    # one of vLLM's dtype literals, checked by vLLM; W8A8 on AMX needs bfloat16
+    dtype: Any = serving_dtype(scheme_of(target.path), target.dtype, detect_hardware())
     llm = LLM(model=str(target.path), dtype=dtype, enforce_eager=True, max_model_len=2048,
               seed=0, max_num_seqs=16)
     tokenizer = llm.get_tokenizer()
@@ -67,7 +70,7 @@ def evaluate(target: Target) -> dict[str, Any]:
                            use_tqdm=False)
     result = {"perplexity": perplexity(logprobs), "scored_tokens": len(logprobs),
               "greedy": [list(a.outputs[0].token_ids) for a in answers],
-              "greedy_text": [a.outputs[0].text for a in answers], "dtype": target.dtype}
+              "greedy_text": [a.outputs[0].text for a in answers], "dtype": str(dtype)}
     del llm
     gc.collect()
     return result

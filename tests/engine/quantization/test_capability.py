@@ -7,7 +7,13 @@ import pytest
 
 from engine.config import EngineConfig
 from engine.errors import UnsupportedQuantizationError
-from engine.quantization.capability import Hardware, check, require_supported, scheme_of
+from engine.quantization.capability import (
+    Hardware,
+    check,
+    require_supported,
+    scheme_of,
+    serving_dtype,
+)
 
 AVX512_CPU = Hardware(frozenset({"avx512f", "avx512_bf16"}), None)
 AMX_CPU = Hardware(frozenset({"avx512f", "amx_tile", "amx_bf16"}), None)
@@ -106,3 +112,12 @@ def test_require_supported_names_the_model_and_passes_unquantized_models(tmp_pat
     fp8 = EngineConfig(model_name="m-fp8", model_path=_model(tmp_path / "fp8", FP8_CONFIG))
     with pytest.raises(UnsupportedQuantizationError, match="model 'm-fp8': fp8 on CPU"):
         require_supported(fp8, AVX512_CPU)
+
+
+def test_serving_dtype_when_w8a8_on_amx_cpu_then_bfloat16_activations() -> None:
+    # vLLM's AMX INT8 kernel (int8_scaled_mm_with_quant) rejects float32 activations.
+    assert serving_dtype("w8a8-int8", "float32", AMX_CPU) == "bfloat16"
+    assert serving_dtype("w8a8-int8", "float32", AVX512_CPU) == "float32"
+    assert serving_dtype("w8a8-int8", "float32", HOPPER) == "float32"
+    assert serving_dtype("w4a16", "bfloat16", AMX_CPU) == "bfloat16"
+    assert serving_dtype("none", "float32", AMX_CPU) == "float32"
