@@ -11,7 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.errors import install_error_handlers
 from gateway.http import (
     admin_routes,
+    batches_routes,
     dashboard_routes,
+    files_routes,
     health_routes,
     key_routes,
     metrics_routes,
@@ -20,6 +22,15 @@ from gateway.http import (
 )
 from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.http.state import GatewayState
+
+
+@asynccontextmanager
+async def _batch_worker(state: GatewayState) -> AsyncIterator[None]:
+    if state.batches is None:
+        yield
+        return
+    async with state.batches.running(state):
+        yield
 
 
 def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
@@ -33,7 +44,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
         if manage_engines:
             await state.models.start()
         try:
-            async with state.observability.running():
+            async with state.observability.running(), _batch_worker(state):
                 yield
         finally:
             state.draining = True
@@ -49,6 +60,8 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     install_error_handlers(app, on_error=state.observability.on_error)
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(files_routes.router)
+    app.include_router(batches_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(key_routes.router)
     app.include_router(spend_routes.router)
@@ -62,6 +75,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             allow_headers=["authorization", "content-type"],
             expose_headers=["x-request-id", "x-request-cost", "x-cache"],
         )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=state.settings.limits.max_body_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=state.settings.limits.max_body_bytes,
+                       per_path={"/v1/files": state.settings.batches.max_file_bytes})
     app.add_middleware(RequestIdMiddleware)
     return app

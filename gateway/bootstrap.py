@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry
 
 from engine.protocol import Engine
@@ -12,6 +14,10 @@ from gateway.serving.registry import ModelRegistry, ServedModel
 from gateway.serving.rendering import HfPromptRenderer
 from gateway.settings import Settings
 from gateway.upstream.registry import UpstreamRegistry
+
+if TYPE_CHECKING:
+    from gateway.batches.service import Batches
+    from gateway.metering.service import Metering
 
 
 def embedded_models(settings: Settings) -> ModelRegistry:
@@ -39,6 +45,17 @@ def _replica_router(settings: Settings, name: str) -> Engine:
     return ReplicaRouter(name, model.max_model_len, source, policy)
 
 
+def _batches(settings: Settings, metering: Metering) -> Batches | None:
+    from gateway.batches.files import FileStore
+    from gateway.batches.service import Batches
+    from gateway.batches.store import BatchStore
+
+    if not settings.batches.enabled:
+        return None
+    return Batches(FileStore(metering.database), BatchStore(metering.database), metering.keys,
+                   settings.batches, settings.metering.instance_id)
+
+
 def build_state(
     settings: Settings,
     models: ModelRegistry,
@@ -56,7 +73,8 @@ def build_state(
         metering = build_metering(settings, registry)
         return GatewayState(settings=settings, models=models, accounting=metering.accounting,
                             authenticator=metering.authenticator, metering=metering,
-                            registry=registry, upstreams=upstreams)
+                            registry=registry, upstreams=upstreams,
+                            batches=_batches(settings, metering))
     return GatewayState(
         settings=settings,
         models=models,

@@ -125,6 +125,8 @@ class PriceSettings(_Strict):
     cached_prompt: Decimal | None = None  # default: the prompt price
     cache_hit_prompt: Decimal = Decimal(0)  # a response-cache hit (no engine ran)
     cache_hit_completion: Decimal = Decimal(0)
+    batch_prompt: Decimal | None = None  # Batch API lines (default: the prices above)
+    batch_completion: Decimal | None = None
 
 
 class PricingSettings(_Strict):
@@ -149,6 +151,17 @@ class ResponseCacheSettings(_Strict):
     ttl_s: float = Field(3600, gt=0)
     max_bytes: int = Field(64 * 2**20, ge=1024)  # memory backend: total size bound
     max_entry_bytes: int = Field(2**20, ge=256)  # larger responses are not cached
+
+
+class BatchSettings(_Strict):
+    """The Batch API: uploads, and how batch lines share the engine with online traffic."""
+
+    enabled: bool = True  # needs metering (files and batches live in its database)
+    max_file_bytes: int = Field(64 * 2**20, ge=1024)
+    max_requests: int = Field(50_000, ge=1)
+    concurrency: int = Field(8, ge=1)  # batch lines in flight per gateway
+    yield_above: int = Field(0, ge=0)  # claim no new line while more online requests run
+    poll_interval_s: float = Field(1.0, gt=0)
 
 
 class ObservabilitySettings(_Strict):
@@ -188,6 +201,7 @@ class Settings(BaseSettings):
     metering: MeteringSettings = MeteringSettings()
     prices: PricingSettings = PricingSettings()
     response_cache: ResponseCacheSettings = ResponseCacheSettings()
+    batches: BatchSettings = BatchSettings()
 
     @classmethod
     def settings_customise_sources(

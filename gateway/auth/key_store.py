@@ -89,6 +89,11 @@ class KeyStore:
         async with self._sessions() as session:
             return [_record(row) for row in (await session.scalars(statement)).all()]
 
+    async def get(self, key_id: str) -> KeyRecord | None:
+        async with self._sessions() as session:
+            row = await session.get(ApiKeyRow, key_id)
+        return None if row is None else _record(row)
+
     async def revoke(self, key_id: str) -> bool:
         statement = (update(ApiKeyRow)
                      .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))

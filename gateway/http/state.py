@@ -17,6 +17,7 @@ from gateway.settings import Settings
 from gateway.upstream.registry import UpstreamRegistry
 
 if TYPE_CHECKING:
+    from gateway.batches.service import Batches
     from gateway.metering.service import Metering
 
 
@@ -29,6 +30,7 @@ class GatewayState:
     draining: bool = False
     metering: Metering | None = None  # ledger, keys and limits (None: unmetered)
     upstreams: UpstreamRegistry = field(default_factory=UpstreamRegistry)  # external APIs
+    batches: Batches | None = None  # files, batches and their worker (needs metering)
     cache: ResponseCache = field(init=False)  # the exact response cache
     # The registry /metrics serves; pass one in to share it with metering's counters.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)

@@ -93,8 +93,11 @@ class MeteredAccounting:
         self.instance_id = instance_id
         self._clock = clock
 
-    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str) -> Ticket:
+    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
+                   batch_id: str | None = None) -> Ticket:
         price = self.prices.price(principal.tenant, plan.model)
+        if batch_id is not None:
+            price = price.for_batch()
         prompt = len(plan.prompt_token_ids)
         worst = price.worst_case(prompt, plan.sampling.max_tokens * plan.sampling.n)
         hold = await self._hold(principal, Charge(plan.worst_case_tokens, to_nano_ceil(worst)))
@@ -102,6 +105,7 @@ class MeteredAccounting:
             request_id=request_id, key_id=principal.key_id, tenant=principal.tenant,
             model=plan.model, n=plan.sampling.n, reserved_tokens=plan.worst_case_tokens,
             reserved_pico=to_pico(worst), instance_id=self.instance_id, created_at=utcnow(),
+            batch_id=batch_id,
         )
         try:
             await self.ledger.reserve(entry)

@@ -31,6 +31,7 @@ class Reservation:
     reserved_pico: int
     instance_id: str
     created_at: datetime
+    batch_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class Ledger:
             completion_tokens=0, reserved_tokens=entry.reserved_tokens,
             reserved_pico=entry.reserved_pico, cost_pico=0, estimated=False, response_cached=False,
             recovered=False,
-            instance_id=entry.instance_id, created_at=entry.created_at,
+            instance_id=entry.instance_id, created_at=entry.created_at, batch_id=entry.batch_id,
         )
         async with self._sessions.begin() as session:
             session.add(row)
@@ -119,6 +120,15 @@ class Ledger:
         async with self._sessions.begin() as session:
             outcome = await session.execute(statement)
         return int(getattr(outcome, "rowcount", 0))
+
+    async def any_billed(self, request_ids: list[str]) -> bool:
+        """Whether any of these requests was settled with a cost (batch retries ask)."""
+        if not request_ids:
+            return False
+        statement = select(func.count()).where(LedgerRow.id.in_(request_ids),
+                                                LedgerRow.cost_pico > 0)
+        async with self._sessions() as session:
+            return int(await session.scalar(statement) or 0) > 0
 
     async def row(self, request_id: str) -> LedgerRow | None:
         async with self._sessions() as session:

@@ -53,11 +53,21 @@ class Price:
     cached_prompt: Decimal = _ZERO
     cache_hit_prompt: Decimal = _ZERO  # a response served from the response cache
     cache_hit_completion: Decimal = _ZERO
+    batch_prompt: Decimal | None = None  # lines of a batch (default: the online prices)
+    batch_completion: Decimal | None = None
 
     def __post_init__(self) -> None:
         for name in ("prompt", "completion", "cached_prompt", "cache_hit_prompt",
-                     "cache_hit_completion"):
-            _check_price(name, getattr(self, name))
+                     "cache_hit_completion", "batch_prompt", "batch_completion"):
+            if getattr(self, name) is not None:
+                _check_price(name, getattr(self, name))
+
+    def for_batch(self) -> Price:
+        """The prices a batch line pays (cached prompt tokens never cost more than others)."""
+        prompt = self.prompt if self.batch_prompt is None else self.batch_prompt
+        completion = self.completion if self.batch_completion is None else self.batch_completion
+        return Price(prompt, completion, min(self.cached_prompt, prompt),
+                     self.cache_hit_prompt, self.cache_hit_completion)
 
     def cost(self, usage: Usage) -> Decimal:
         """Exact cost: uncached prompt, cached prompt and completion tokens at their prices."""

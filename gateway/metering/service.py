@@ -31,7 +31,8 @@ def _price(spec: PriceSettings) -> Price:
     cached = spec.cached_prompt if spec.cached_prompt is not None else spec.prompt
     return Price(prompt=spec.prompt, completion=spec.completion, cached_prompt=cached,
                  cache_hit_prompt=spec.cache_hit_prompt,
-                 cache_hit_completion=spec.cache_hit_completion)
+                 cache_hit_completion=spec.cache_hit_completion,
+                 batch_prompt=spec.batch_prompt, batch_completion=spec.batch_completion)
 
 
 def price_book(prices: PricingSettings) -> PriceBook:

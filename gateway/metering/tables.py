@@ -42,6 +42,7 @@ class LedgerRow(Base):
         Index("ix_ledger_tenant_created", "tenant", "created_at"),
         Index("ix_ledger_key_created", "key_id", "created_at"),
         Index("ix_ledger_open", "settled_at", "instance_id"),
+        Index("ix_ledger_batch", "batch_id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -60,6 +61,7 @@ class LedgerRow(Base):
     cost_pico: Mapped[int] = mapped_column(BigInteger, default=0)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     response_cached: Mapped[bool] = mapped_column(Boolean, default=False)  # a response-cache hit
+    batch_id: Mapped[str | None] = mapped_column(String(40))  # a line of this batch
     recovered: Mapped[bool] = mapped_column(Boolean, default=False)
     instance_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime())

@@ -50,7 +50,9 @@ class Ticket(Protocol):
 
 
 class Accounting(Protocol):
-    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str) -> Ticket:
+    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
+                   batch_id: str | None = None) -> Ticket:
+        """``batch_id``: a line of that batch (batch prices, recorded on the ledger row)."""
         ...
 
 
@@ -63,6 +65,7 @@ class _UnmeteredTicket:
 class Unmetered:
     """No ledger, no limits: for the gateway's own unit tests and metering-off setups."""
 
-    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str) -> Ticket:
-        del principal, plan, request_id
+    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
+                   batch_id: str | None = None) -> Ticket:
+        del principal, plan, request_id, batch_id
         return _UnmeteredTicket()

@@ -1,0 +1,1 @@
+"""Batch inference: the OpenAI Files and Batches API, run on our own engine in the background."""
