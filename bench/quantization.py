@@ -58,6 +58,9 @@ def measure_one(folder: Path, dtype: str, tokens: int) -> dict[str, Any]:
 
     os.environ.update(CpuConfig(kv_cache_gib=1).environment())
     os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # one process: its max RSS is the engine's
+    from engine.quantization.capability import detect_hardware, scheme_of, serving_dtype
+
+    dtype = serving_dtype(scheme_of(folder), dtype, detect_hardware())  # W8A8 on AMX: bf16
     started = time.perf_counter()
     dtype_arg: Any = dtype
     llm = LLM(model=str(folder), dtype=dtype_arg, enforce_eager=True, max_model_len=2048,
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--child", choices=sorted(VARIANTS))
-    parser.add_argument("--note", default="The machine was shared with other jobs: noisy.")
+    parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
     if args.child:
         folder, dtype = VARIANTS[args.child]
