@@ -82,12 +82,11 @@ class RunningServer:
 
 
 @contextlib.asynccontextmanager
-async def served(engine: FakeEngine, settings: Settings) -> AsyncIterator[RunningServer]:
-    """The metered app on a real socket (uvicorn, lifespan on), for real disconnects."""
-    state = metered_state(engine, settings)
+async def on_loopback(app: Any) -> AsyncIterator[str]:
+    """``app`` served by uvicorn (lifespan on) on a free loopback port; yields its URL."""
     port = _free_port()
-    config = uvicorn.Config(create_app(state, manage_engines=False), host="127.0.0.1",
-                            port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -95,7 +94,15 @@ async def served(engine: FakeEngine, settings: Settings) -> AsyncIterator[Runnin
             task.result()
         await asyncio.sleep(0.02)
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", state)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def served(engine: FakeEngine, settings: Settings) -> AsyncIterator[RunningServer]:
+    """The metered app on a real socket (uvicorn, lifespan on), for real disconnects."""
+    state = metered_state(engine, settings)
+    async with on_loopback(create_app(state, manage_engines=False)) as base_url:
+        yield RunningServer(base_url, state)

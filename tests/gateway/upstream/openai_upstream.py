@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from tests.gateway.metered import on_loopback
 
 UPSTREAM_KEY = "upstream-secret"
 WORDS = ("alpha", " beta", " gamma", " delta", " epsilon", " zeta", " eta", " theta")
@@ -112,25 +112,8 @@ def upstream_app(behaviour: Behaviour) -> FastAPI:
     return app
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.asynccontextmanager
 async def running_upstream(behaviour: Behaviour) -> AsyncIterator[str]:
     """The upstream on a real loopback socket; yields its base URL (``.../v1``)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(upstream_app(behaviour), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        await task
+    async with on_loopback(upstream_app(behaviour)) as base_url:
+        yield base_url + "/v1"
