@@ -222,3 +222,12 @@ def test_in_cluster_services_wire_their_urls_into_the_secret(helm: Path) -> None
     assert secret["database-url"].endswith("@rel-llm-gateway-postgresql:5432/gateway")
     assert secret["redis-url"] == "redis://rel-llm-gateway-redis:6379/0"
     assert find(docs, "StatefulSet", "postgresql") and find(docs, "Deployment", "redis")
+
+
+def test_grafana_dashboard_when_enabled_then_shipped_as_a_sidecar_configmap(helm: Path) -> None:
+    assert not [d for d in manifests(render(helm)) if d["metadata"]["name"].endswith("-dashboard")]
+    docs = manifests(render(helm, None, "monitoring.grafanaDashboard.enabled=true"))
+    configmap = find(docs, "ConfigMap", "-dashboard")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    shipped = json.loads((CHART / "dashboards" / "llm-gateway.json").read_text())
+    assert json.loads(configmap["data"]["llm-gateway.json"]) == shipped
