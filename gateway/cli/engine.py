@@ -6,13 +6,11 @@ settings). Same configs as the gateway: ``--model`` picks the model's engine set
 
 from __future__ import annotations
 
-from types import FrameType
-
 import typer
 import uvicorn
-from sse_starlette.sse import AppStatus
 
 from engine.server import EngineServerState
+from gateway.cli.draining import DrainingServer
 from gateway.settings import load_settings
 
 app = typer.Typer(help="Run engine replicas for remote mode.", no_args_is_help=True)
@@ -38,18 +36,4 @@ def serve(
         create_engine_app(state), host=host, port=port, log_level="info",
         timeout_graceful_shutdown=drain_s,
     )
-    DrainingEngineServer(config, state).run()
-
-
-class DrainingEngineServer(uvicorn.Server):
-    """On SIGTERM: ``/ready`` turns 503 and new requests are refused; streams in flight
-    finish for up to ``--drain-s``, then uvicorn cancels them (which aborts them)."""
-
-    def __init__(self, config: uvicorn.Config, state: EngineServerState) -> None:
-        super().__init__(config)
-        self._state = state
-        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._state.draining = True
-        super().handle_exit(sig, frame)
+    DrainingServer(config, state).run()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from types import FrameType
-
 import typer
 import uvicorn
-from sse_starlette.sse import AppStatus
 
-from gateway.http.state import GatewayState
+from gateway.cli.draining import DrainingServer
 from gateway.settings import Settings, load_settings
 
 
@@ -35,21 +32,6 @@ def serve(
         timeout_graceful_shutdown=int(settings.limits.drain_timeout_s),
     )
     DrainingServer(config, state).run()
-
-
-class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT: refuse new requests (503), let streams in flight finish for up to
-    ``limits.drain_timeout_s``; uvicorn then cancels the rest, which abort and settle."""
-
-    def __init__(self, config: uvicorn.Config, state: GatewayState) -> None:
-        super().__init__(config)
-        self._state = state
-        # sse-starlette would otherwise end every stream at the first signal.
-        AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._state.draining = True
-        super().handle_exit(sig, frame)
 
 
 def _preflight(settings: Settings) -> None:
