@@ -4,7 +4,9 @@ metered on SQLite and PostgreSQL: the upstream's usage when it sends one, else t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +33,15 @@ CHAT = {"model": OVERFLOW, "messages": [{"role": "user", "content": "Say hello t
         "max_tokens": 6}
 
 
+@contextlib.asynccontextmanager
+async def relayed(database_url: str, behaviour: Behaviour
+                  ) -> AsyncIterator[tuple[httpx.AsyncClient, Any, dict[str, Any]]]:
+    """A metered gateway relaying OVERFLOW to a loopback upstream, and a key of tenant acme."""
+    async with running_upstream(behaviour) as url, metered_client(
+            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, state):
+        yield client, state, await create_key(client, "acme")
+
+
 def chat_estimate() -> int:
     """OpenAI's count for CHAT: 3 per message + role + content, 3 to prime the reply."""
     return 3 + O200K.count("user") + O200K.count("Say hello to Paris.") + 3
@@ -55,9 +66,7 @@ async def test_chat_when_upstream_reports_usage_then_billed_exactly_from_it(
     database_url: str,
 ) -> None:
     behaviour = Behaviour()
-    async with running_upstream(behaviour) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, state):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, behaviour) as (client, state, key):
         response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
         assert response.status_code == 200, response.text
         body = response.json()
@@ -82,9 +91,7 @@ async def test_stream_when_upstream_reports_usage_then_last_chunk_carries_it_wit
     database_url: str,
 ) -> None:
     behaviour = Behaviour()
-    async with running_upstream(behaviour) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, state):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, behaviour) as (client, state, key):
         response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
                                      headers=bearer(key))
         assert response.status_code == 200, response.text
@@ -106,9 +113,7 @@ async def test_stream_when_upstream_sends_no_usage_then_tiktoken_counts_flagged_
     database_url: str,
 ) -> None:
     behaviour = Behaviour(send_usage=False)
-    async with running_upstream(behaviour) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, state):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, behaviour) as (client, state, key):
         response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
                                      headers=bearer(key))
         usage = sse_payloads(response.text)[-1]["usage"]
@@ -125,9 +130,7 @@ async def test_stream_when_upstream_sends_no_usage_then_tiktoken_counts_flagged_
 async def test_completion_when_upstream_sends_no_usage_then_estimate_from_text(
     database_url: str,
 ) -> None:
-    async with running_upstream(Behaviour(send_usage=False)) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, state):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, Behaviour(send_usage=False)) as (client, state, key):
         body = {"model": OVERFLOW, "prompt": "Once upon a time", "max_tokens": 5, "n": 2,
                 "temperature": 0.7}
         response = await client.post("/v1/completions", json=body, headers=bearer(key))
@@ -141,9 +144,7 @@ async def test_completion_when_upstream_sends_no_usage_then_estimate_from_text(
 async def test_request_when_upstream_refuses_it_then_its_status_and_message_and_no_charge(
     database_url: str,
 ) -> None:
-    async with running_upstream(Behaviour(fail_status=400)) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, state):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, Behaviour(fail_status=400)) as (client, state, key):
         for stream in (False, True):
             response = await client.post("/v1/chat/completions",
                                          json={**CHAT, "stream": stream}, headers=bearer(key))
@@ -158,9 +159,7 @@ async def test_request_when_upstream_refuses_it_then_its_status_and_message_and_
 async def test_request_when_upstream_rate_limits_then_429_with_its_retry_after(
     database_url: str,
 ) -> None:
-    async with running_upstream(Behaviour(fail_status=429)) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, _):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, Behaviour(fail_status=429)) as (client, _, key):
         response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
         assert response.status_code == 429 and response.headers["retry-after"] == "7"
 
@@ -169,9 +168,7 @@ async def test_request_when_upstream_rejects_the_gateways_key_then_502_not_401(
     database_url: str, monkeypatch: Any,
 ) -> None:
     monkeypatch.setenv("TEST_UPSTREAM_KEY", "wrong-key")
-    async with running_upstream(Behaviour()) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, _):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, Behaviour()) as (client, _, key):
         response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
         assert response.status_code == 502
         assert response.json()["error"]["code"] == "upstream_error"
@@ -234,8 +231,6 @@ async def test_request_when_budget_cannot_cover_worst_case_then_429_before_upstr
 async def test_models_when_an_upstream_is_configured_then_it_is_listed(
     database_url: str,
 ) -> None:
-    async with running_upstream(Behaviour()) as url, metered_client(
-            FakeEngine(MODEL), upstream_settings(database_url, url)) as (client, _):
-        key = await create_key(client, "acme")
+    async with relayed(database_url, Behaviour()) as (client, _, key):
         listed = (await client.get("/v1/models", headers=bearer(key))).json()["data"]
         assert {m["id"]: m["owned_by"] for m in listed}[OVERFLOW] == "upstream"
