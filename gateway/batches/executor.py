@@ -124,7 +124,11 @@ async def run_line(state: GatewayState, principal: Principal, line: ClaimedLine,
     except Exception as exc:  # a line's failure never stops the batch
         error = as_gateway_error(exc)
         status, body = error.status_code, error.envelope()
-    result = {"id": f"batch_req_{secrets.token_hex(12)}", "custom_id": line.custom_id,
-              "response": {"status_code": status, "request_id": line.request_id, "body": body},
-              "error": None}
-    return (DONE if status == 200 else FAILED), result
+    return (DONE if status == 200 else FAILED), result_line(line, status, body)
+
+
+def result_line(line: ClaimedLine, status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """The line's entry in the batch's output (200) or error file (anything else)."""
+    return {"id": f"batch_req_{secrets.token_hex(12)}", "custom_id": line.custom_id,
+            "response": {"status_code": status, "request_id": line.request_id, "body": body},
+            "error": None}

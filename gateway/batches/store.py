@@ -44,7 +44,8 @@ class BatchView:
             "status": row.status, "output_file_id": row.output_file_id,
             "error_file_id": row.error_file_id, "created_at": unix(row.created_at),
             **{name: unix(getattr(row, name)) for name in _STAMPS},
-            "expired_at": unix(row.completed_at) if row.status == "expired" else None,
+            # no column of its own: an expired batch is stamped when it starts finalizing
+            "expired_at": unix(row.finalizing_at) if row.status == "expired" else None,
             "errors": None if errors is None else {"object": "list", "data": errors},
             "request_counts": {"total": total, "completed": self.counts.get(DONE, 0),
                                "failed": self.counts.get(FAILED, 0)},

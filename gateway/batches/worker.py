@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from gateway.auth.key_store import KeyPrincipal, KeyStore
-from gateway.batches.executor import RetryLater, run_line
+from gateway.batches.executor import RetryLater, result_line, run_line
 from gateway.batches.files import FileStore
 from gateway.batches.store import BatchStore, ClaimedLine, is_expired
 from gateway.batches.tables import DONE, PENDING, RUNNING, BatchRow
@@ -62,8 +62,8 @@ class BatchWorker:
         return any(key[0] == batch_id for key in self._inflight)
 
     def _online_load(self) -> int:
-        engines = sum(m.engine.stats().running + m.engine.stats().waiting
-                      for m in self._state.models)
+        stats = [m.engine.stats() for m in self._state.models]
+        engines = sum(s.running + s.waiting for s in stats)
         return max(0, engines - len(self._inflight))
 
     async def _claim(self, row: BatchRow) -> None:
@@ -100,11 +100,11 @@ class BatchWorker:
                 raise AuthenticationError("the key that created this batch was revoked")
             status, result = await run_line(self._state, principal, line, row.endpoint)
         except RetryLater as later:
-            self._not_before[row.id] = utcnow() + _seconds(later.after_s)
+            self._not_before[row.id] = utcnow() + timedelta(seconds=later.after_s)
             await self._store.release(self._owner, row.id)
             return
         except AuthenticationError as exc:
-            status, result = "failed", _error_line(line, 401, exc.envelope())
+            status, result = "failed", result_line(line, 401, exc.envelope())
         except Exception:
             log.exception("batch %s line %d crashed", row.id, line.line)
             await self._store.release(self._owner, row.id)
@@ -153,15 +153,4 @@ class BatchWorker:
 
 
 _REVOKED = Principal(key_id=None, tenant="revoked-key")
-
-
-def _seconds(value: float) -> timedelta:
-    return timedelta(seconds=value)
-
-
-def _error_line(line: ClaimedLine, status: int, body: dict[str, object]) -> dict[str, object]:
-    return {"id": f"batch_req_{line.request_id}", "custom_id": line.custom_id, "error": None,
-            "response": {"status_code": status, "request_id": line.request_id, "body": body}}
-
-
 
