@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from gateway.settings import Settings, load_settings
 
@@ -23,10 +30,16 @@ class _RichReporter:
         self._task: object = None
 
     def stage(self, name: str, total: int) -> None:
-        self._task = self._progress.add_task(name, total=total)
+        self._task = self._progress.add_task(name, total=total, info="")
 
     def advance(self, done: int, total: int, info: str = "") -> None:
         self._progress.update(self._task, completed=done, total=total, info=info)  # type: ignore[arg-type]
+
+
+def progress_columns() -> tuple[ProgressColumn, ...]:
+    """Stage, bar, count, time, and the stage's latest info (loss, acceptance)."""
+    return (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
 
 
 def _target_dir(settings: Settings, target: str) -> Path:
@@ -62,9 +75,7 @@ def train(
     else:
         plan = BuildPlan(target, target_dir, work_dir, out_dir, num_layers=layers, steps=steps,
                          prompts=prompts, ledger_file=ledger_prompts)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("{task.fields[info]}"))
-    with Progress(*columns, console=console) as progress:
+    with Progress(*progress_columns(), console=console) as progress:
         reporter = _RichReporter(progress)
         generate_data(plan, reporter)
         draft, result = train_draft(plan, reporter)
