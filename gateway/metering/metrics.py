@@ -23,8 +23,10 @@ class MeteringMetrics:
             "llmgw_billed_tokens",
             "Tokens billed in the ledger, by kind (uncached_prompt, cached_prompt, completion).",
             ["model", "tenant", "kind"], registry=registry)
-        self.cost = Counter("llmgw_billed_cost_usd", "USD billed in the ledger.",
-                            ["model", "tenant"], registry=registry)
+        # The one cost counter (exported as llmgw_cost_total; the dashboards read it):
+        # ledger-exact, so batch lines, cache hits and upstream relays are in it too.
+        self.cost = Counter("llmgw_cost", "Billed cost as settled in the ledger, in the "
+                            "price list's currency.", ["model", "tenant"], registry=registry)
 
     def tenant_label(self, tenant: str) -> str:
         if tenant in self._tenants:

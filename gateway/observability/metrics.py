@@ -79,8 +79,6 @@ class GatewayMetrics:
         self.cache_hits = Counter(f"{PREFIX}_prefix_cache_hits",
                                   "Requests with at least one prompt token from the prefix cache",
                                   ["model"], registry=r)
-        self.cost = Counter(f"{PREFIX}_cost", "Billed cost, in the price list's currency",
-                            ["model", "tenant"], registry=r)
         self.spec_drafted = Counter(f"{PREFIX}_spec_draft_tokens",
                                     "Speculative tokens proposed for settled requests",
                                     ["model"], registry=r)

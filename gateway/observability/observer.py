@@ -85,10 +85,7 @@ class MetricsObserver:
         if outcome.speculation is not None:
             m.spec_drafted.labels(model).inc(outcome.speculation.drafted)
             m.spec_accepted.labels(model).inc(outcome.speculation.accepted)
-        cost = cost_of(extra)
-        if cost is not None:
-            m.cost.labels(model, tenant).inc(float(cost))
-        self._log(outcome, cost)
+        self._log(outcome, cost_of(extra))  # cost is counted by metering, from the ledger
 
     def _log(self, outcome: Outcome, cost: Decimal | None) -> None:
         log.info("request finished", extra={

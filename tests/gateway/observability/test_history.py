@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
+from gateway.metering.metrics import MeteringMetrics
 from gateway.observability.history import History, quantile, read_point
 from gateway.observability.metrics import GatewayMetrics
 from gateway.observability.panels import build_panels
@@ -61,7 +64,7 @@ def test_panels_when_requests_arrive_then_rates_percentiles_cost_and_acceptance_
         metrics.requests.labels("m", "acme", "ok").inc()
         metrics.latency.labels("m").observe(latency)
         metrics.completion_tokens.labels("m", "acme").inc(25)
-    metrics.cost.labels("m", "acme").inc(0.5)
+    MeteringMetrics(metrics.registry).settled("m", "acme", 10, 0, 25, Decimal("0.5"))
     metrics.spec_drafted.labels("m").inc(8)
     metrics.spec_accepted.labels("m").inc(6)
     metrics.http_errors.labels("429", "rate_limit_error").inc(2)
