@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from engine.fake import FakeEngine
 from tests.conftest import MODEL, REPO
+from tests.gateway.conftest import sqlite_url
+from tests.gateway.metered import ADMIN, bearer, create_key, metered_client, metered_settings
 
 DASHBOARD = REPO / "helm" / "llm-gateway" / "dashboards" / "llm-gateway.json"
 TITLES = {"Requests per second", "End-to-end latency", "Time to first token", "Tokens per second",
@@ -35,12 +38,16 @@ def test_grafana_dashboard_when_loaded_then_has_the_dashboard_panels() -> None:
     assert len(ids) == len(set(ids))
 
 
-async def test_grafana_dashboard_when_gateway_scraped_then_every_queried_metric_exists(
-    fake_client: httpx.AsyncClient,
+async def test_grafana_dashboard_when_metered_gateway_scraped_then_every_queried_metric_exists(
+    tmp_path: Path,
 ) -> None:
-    chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
-    assert (await fake_client.post("/v1/chat/completions", json=chat)).status_code == 200
-    exposition = (await fake_client.get("/metrics")).text
+    settings = metered_settings(sqlite_url(tmp_path))
+    async with metered_client(FakeEngine(model_name=MODEL), settings) as (client, _):
+        key = await create_key(client, "acme")
+        chat = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+        response = await client.post("/v1/chat/completions", json=chat, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        exposition = (await client.get("/metrics", headers=ADMIN)).text
     exported = {name for family in text_string_to_metric_families(exposition)
                  for name in _sample_names(family.name, family.type)}
     queried = {name for expr in _exprs(json.loads(DASHBOARD.read_text()))
