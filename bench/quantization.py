@@ -1,8 +1,9 @@
 """Float32 vs W8A8 vs W4A16 on this machine: tokens/s at 1, 8 and 16 streams, and memory.
 
 ``python -m bench.quantization`` measures each variant in its own subprocess (one vLLM engine
-at a time, offline API, engine in-process, eager, every core bound, greedy, ``ignore_eos``) and
-writes ``bench/results/<date>-<machine>-quantization.{json,md}``. The llama.cpp row is the
+at a time, offline API, engine in-process, eager or with ``--compile`` torch.compile, every
+core bound, greedy, ``ignore_eos``) and writes
+``bench/results/<date>-<cores>cpu-[<tag>-]quantization.{json,md}``. The llama.cpp row is the
 single-stream figure measured on this box earlier (platform notes), for comparison only.
 """
 
@@ -50,7 +51,7 @@ def _folder_mb(folder: Path) -> float:
     return round(sum(f.stat().st_size for f in folder.glob("*.safetensors")) / 1e6, 1)
 
 
-def measure_one(folder: Path, dtype: str, tokens: int) -> dict[str, Any]:
+def measure_one(folder: Path, dtype: str, tokens: int, compiled: bool) -> dict[str, Any]:
     """Runs in a fresh subprocess: load once, then 1, 8 and 16 concurrent streams."""
     from vllm import LLM
 
@@ -63,8 +64,8 @@ def measure_one(folder: Path, dtype: str, tokens: int) -> dict[str, Any]:
     dtype = serving_dtype(scheme_of(folder), dtype, detect_hardware())  # W8A8 on AMX: bf16
     started = time.perf_counter()
     dtype_arg: Any = dtype
-    llm = LLM(model=str(folder), dtype=dtype_arg, enforce_eager=True, max_model_len=2048,
-              max_num_seqs=16, seed=0)
+    llm = LLM(model=str(folder), dtype=dtype_arg, enforce_eager=not compiled,
+              max_model_len=2048, max_num_seqs=16, seed=0)
     load_s = time.perf_counter() - started
     levels = [_measure(llm, n, tokens) for n in (1, 8, 16)]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -72,9 +73,15 @@ def measure_one(folder: Path, dtype: str, tokens: int) -> dict[str, Any]:
             "max_rss_mb": round(rss_mb), "levels": levels}
 
 
-def _run_child(name: str, tokens: int) -> dict[str, Any]:
-    folder = VARIANTS[name][0]
+def _run_child(name: str, tokens: int, compiled: bool) -> dict[str, Any]:
+    from engine.quantization.capability import detect_hardware, scheme_of, servable
+
+    folder, dtype = VARIANTS[name]
+    reason = servable(scheme_of(folder), dtype, detect_hardware())
+    if reason is not None:
+        return {"skipped": reason}
     cmd = [sys.executable, "-m", "bench.quantization", "--child", name, "--tokens", str(tokens)]
+    cmd += ["--compile"] if compiled else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -103,6 +110,9 @@ def markdown(doc: dict[str, Any]) -> str:
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     base = {lv["streams"]: lv["tok_s"] for lv in doc["variants"]["float32"]["levels"]}
     for name, res in doc["variants"].items():
+        if "skipped" in res:
+            rows.append(f"| {name} | not servable here: {res['skipped']} | | | | | | |")
+            continue
         tok = {lv["streams"]: lv["tok_s"] for lv in res["levels"]}
         rows.append(f"| {name} | {res['dtype']} | {res['weights_mb']} | {res['max_rss_mb']} | "
                     f"{tok[1]} | {tok[8]} | {tok[16]} | "
@@ -112,7 +122,8 @@ def markdown(doc: dict[str, Any]) -> str:
                 f" | {peer['8_streams_tok_s']} (total) | - | - |")
     m = doc["machine"]
     note = (f"{m['cores']} cores of {m['cpu']} ({', '.join(m['cpu_flags'])}), {doc['date']}; "
-            f"vLLM offline API, eager, {doc['tokens']} tokens per stream, greedy, ignore_eos; "
+            f"vLLM offline API, {doc.get('mode', 'eager')}, {doc['tokens']} tokens per stream, "
+            f"greedy, ignore_eos; "
             f"load average at start {m['load_average_start']}. {doc['note']}")
     return "\n".join(rows) + "\n\n" + note + "\n"
 
@@ -122,15 +133,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--child", choices=sorted(VARIANTS))
     parser.add_argument("--note", default="")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile mode instead of eager (slower start)")
+    parser.add_argument("--tag", default="", help="added to the result file names")
     args = parser.parse_args(argv)
     if args.child:
         folder, dtype = VARIANTS[args.child]
-        print(json.dumps(measure_one(folder, dtype, args.tokens)), flush=True)
+        print(json.dumps(measure_one(folder, dtype, args.tokens, args.compile)), flush=True)
         return 0
+    mode = "torch.compile" if args.compile else "eager"
     doc = {"date": dt.date.today().isoformat(), "machine": _machine(), "tokens": args.tokens,
-           "note": args.note, "llama_cpp_reference": LLAMA_CPP,
-           "variants": {name: _run_child(name, args.tokens) for name in VARIANTS}}
-    stem = REPO / "bench" / "results" / f"{doc['date']}-{doc['machine']['cores']}cpu-quantization"
+           "mode": mode, "note": args.note, "llama_cpp_reference": LLAMA_CPP,
+           "variants": {name: _run_child(name, args.tokens, args.compile) for name in VARIANTS}}
+    tag = f"{args.tag}-" if args.tag else ""
+    name = f"{doc['date']}-{doc['machine']['cores']}cpu-{tag}quantization"
+    stem = REPO / "bench" / "results" / name
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(doc))

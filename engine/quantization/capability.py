@@ -118,15 +118,28 @@ def _check_cpu(scheme: Scheme, dtype: str, hardware: Hardware) -> None:
             f"Hopper generation; this is a {hardware.describe()}. Serve the w8a8-int8 or "
             f"w4a16 variant instead"
         )
-    if "avx512f" not in hardware.cpu_flags:
+    if scheme == "w4a16" and "avx512f" not in hardware.cpu_flags:
+        # vLLM's CPU wheel compiles cpu_gemm_wna16 only into its AVX512 build: on an AVX2
+        # CPU the first forward fails with "no attribute 'cpu_gemm_wna16'" (seen on an
+        # AMD EPYC). INT8 (oneDNN) runs there, in float32.
         raise UnsupportedQuantizationError(
-            f"{scheme} on CPU needs AVX512 kernels; this is a {hardware.describe()}"
+            f"w4a16 on CPU needs AVX512 (vLLM's 4-bit CPU kernel is built only for it); this "
+            f"is a {hardware.describe()}. Serve the w8a8-int8 variant instead"
         )
     if scheme == "w4a16" and dtype != "bfloat16":
         raise UnsupportedQuantizationError(
             f"w4a16 on CPU needs dtype bfloat16 (vLLM's 4-bit CPU kernel has no {dtype} "
             f"path); set dtype: bfloat16 for this model"
         )
+
+
+def servable(scheme: Scheme, dtype: str, hardware: Hardware) -> str | None:
+    """``None`` when vLLM can serve ``scheme`` here, else the reason it cannot."""
+    try:
+        check(scheme, dtype, hardware)
+    except UnsupportedQuantizationError as exc:
+        return str(exc)
+    return None
 
 
 def require_supported(config: EngineConfig, hardware: Hardware | None = None) -> None:

@@ -2,6 +2,8 @@
 
 ``python -m engine.quantization.evaluate --out FILE NAME=DIR[:DTYPE] ...`` loads each model in
 turn (one engine at a time) and writes ``{NAME: {"perplexity": ..., "greedy": [[ids]...]}}``.
+A variant this machine's vLLM cannot serve (4-bit on an AVX2 CPU) is judged on its
+dequantized weights instead (``dequantized.py``); ``evaluator`` says which ran.
 The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that one interpreter,
 imports paid once, can evaluate several variants: a CI-sized quality gate.
 """
@@ -39,7 +41,7 @@ class Target:
         return cls(name, Path(path), dtype or "float32")
 
 
-def _prompt_ids(tokenizer: Any) -> list[list[int]]:
+def greedy_prompt_ids(tokenizer: Any) -> list[list[int]]:
     rendered = [
         tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                       add_generation_prompt=True)
@@ -52,10 +54,25 @@ def evaluate(target: Target) -> dict[str, Any]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from engine.quantization.capability import detect_hardware, scheme_of, serving_dtype
+    from engine.quantization.capability import (
+        detect_hardware,
+        scheme_of,
+        servable,
+        serving_dtype,
+    )
 
+    scheme, hardware = scheme_of(target.path), detect_hardware()
     # one of vLLM's dtype literals, checked by vLLM; W8A8 on AMX needs bfloat16
-    dtype: Any = serving_dtype(scheme_of(target.path), target.dtype, detect_hardware())
+    dtype: Any = serving_dtype(scheme, target.dtype, hardware)
+    reason = servable(scheme, dtype, hardware)
+    if reason is not None:
+        from transformers import AutoTokenizer
+
+        from engine.quantization.dequantized import evaluate_dequantized
+
+        prompts = greedy_prompt_ids(AutoTokenizer.from_pretrained(str(target.path)))
+        return evaluate_dequantized(target.path, calibration.heldout_text(), prompts,
+                                    GREEDY_TOKENS, reason)
     llm = LLM(model=str(target.path), dtype=dtype, enforce_eager=True, max_model_len=2048,
               seed=0, max_num_seqs=16)
     tokenizer = llm.get_tokenizer()
@@ -65,12 +82,14 @@ def evaluate(target: Target) -> dict[str, Any]:
     prompt_logprobs = scored[0].prompt_logprobs or []
     logprobs = [step[tok].logprob for tok, step in zip(text_ids[1:], prompt_logprobs[1:],
                                                         strict=True) if step is not None]
-    answers = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in _prompt_ids(tokenizer)],
+    requests = [TokensPrompt(prompt_token_ids=ids) for ids in greedy_prompt_ids(tokenizer)]
+    answers = llm.generate(requests,
                            SamplingParams(temperature=0.0, max_tokens=GREEDY_TOKENS),
                            use_tqdm=False)
     result = {"perplexity": perplexity(logprobs), "scored_tokens": len(logprobs),
               "greedy": [list(a.outputs[0].token_ids) for a in answers],
-              "greedy_text": [a.outputs[0].text for a in answers], "dtype": str(dtype)}
+              "greedy_text": [a.outputs[0].text for a in answers], "dtype": str(dtype),
+              "evaluator": "vLLM"}
     del llm
     gc.collect()
     return result

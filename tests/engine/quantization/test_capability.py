@@ -12,6 +12,7 @@ from engine.quantization.capability import (
     check,
     require_supported,
     scheme_of,
+    servable,
     serving_dtype,
 )
 
@@ -93,9 +94,13 @@ def test_4bit_on_cpu_in_float32_is_rejected_naming_bfloat16() -> None:
         check("w4a16", "float32", AVX512_CPU)
 
 
-def test_quantized_schemes_on_a_cpu_without_avx512_are_rejected() -> None:
-    with pytest.raises(UnsupportedQuantizationError, match="AVX512"):
-        check("w8a8-int8", "float32", AVX2_CPU)
+def test_4bit_on_a_cpu_without_avx512_is_rejected_while_int8_runs() -> None:
+    # vLLM's AVX2 CPU build has no cpu_gemm_wna16; its oneDNN INT8 path runs in float32.
+    with pytest.raises(UnsupportedQuantizationError, match="w4a16 on CPU needs AVX512"):
+        check("w4a16", "bfloat16", AVX2_CPU)
+    check("w8a8-int8", "float32", AVX2_CPU)
+    assert servable("w8a8-int8", "float32", AVX2_CPU) is None
+    assert "AVX512" in (servable("w4a16", "bfloat16", AVX2_CPU) or "")
 
 
 def test_4bit_marlin_needs_ampere_while_int8_runs_on_turing() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from engine.quantization.capability import detect_hardware, servable
 from engine.quantization.quality import agreement
 from engine.quantization.worker import MARKER
 from gateway.settings import load_settings
@@ -90,3 +91,32 @@ def test_quantized_greedy_answers_follow_float32(report: dict[str, Any], variant
     result = agreement(report["float32"]["greedy"], report[variant]["greedy"])
     assert result.prompts == 12
     assert result.mean_prefix_fraction >= MIN_PREFIX_FRACTION[variant], result
+
+
+def test_report_names_the_evaluator_this_machine_could_run(report: dict[str, Any]) -> None:
+    hardware = detect_hardware()
+    for name, dtype in (("w8a8", "float32"), ("w4a16", "bfloat16")):
+        folder_scheme = {"w8a8": "w8a8-int8", "w4a16": "w4a16"}[name]
+        reason = servable(folder_scheme, dtype, hardware)  # type: ignore[arg-type]
+        expected = "vLLM" if reason is None else f"transformers, dequantized weights: {reason}"
+        assert report[name]["evaluator"] == expected
+
+
+def test_dequantized_evaluator_when_given_float32_weights_then_agrees_with_vllm(
+    folders: dict[str, Path], report: dict[str, Any]
+) -> None:
+    """The fallback used where vLLM lacks a kernel, checked against vLLM on any machine."""
+    from transformers import AutoTokenizer
+
+    from engine.quantization import calibration
+    from engine.quantization.dequantized import evaluate_dequantized
+    from engine.quantization.evaluate import GREEDY_TOKENS, greedy_prompt_ids
+
+    path = folders["float32"]
+    prompts = greedy_prompt_ids(AutoTokenizer.from_pretrained(str(path)))[:3]
+    result = evaluate_dequantized(path, calibration.heldout_text(), prompts, GREEDY_TOKENS,
+                                  "reference check")
+    vllm = report["float32"]
+    assert result["scored_tokens"] == vllm["scored_tokens"]
+    assert abs(result["perplexity"] / vllm["perplexity"] - 1) < 0.01
+    assert agreement(vllm["greedy"][:3], result["greedy"]).mean_prefix_fraction > 0.9
