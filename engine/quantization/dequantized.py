@@ -21,7 +21,6 @@ def evaluate_dequantized(path: Path, text: str, prompts: list[list[int]], max_to
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     model.eval()  # type: ignore[no-untyped-call]

@@ -2,10 +2,10 @@
 
 ``python -m engine.quantization.evaluate --out FILE NAME=DIR[:DTYPE] ...`` loads each model in
 turn (one engine at a time) and writes ``{NAME: {"perplexity": ..., "greedy": [[ids]...]}}``.
-A variant this machine's vLLM cannot serve (4-bit on an AVX2 CPU) is judged on its
-dequantized weights instead (``dequantized.py``); ``evaluator`` says which ran.
 The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that one interpreter,
-imports paid once, can evaluate several variants: a CI-sized quality gate.
+imports paid once, can evaluate several variants: a CI-sized quality gate. A variant this
+machine's vLLM cannot serve (4-bit on an AVX2 CPU) is judged on its dequantized weights
+instead (``dequantized.py``); ``evaluator`` says which ran.
 """
 
 from __future__ import annotations
