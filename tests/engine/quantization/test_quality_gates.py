@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from engine.quantization.capability import detect_hardware, servable
+from engine.quantization.capability import Scheme, detect_hardware, servable
 from engine.quantization.quality import agreement
 from engine.quantization.worker import MARKER
 from gateway.settings import load_settings
@@ -95,9 +95,10 @@ def test_quantized_greedy_answers_follow_float32(report: dict[str, Any], variant
 
 def test_report_names_the_evaluator_this_machine_could_run(report: dict[str, Any]) -> None:
     hardware = detect_hardware()
-    for name, dtype in (("w8a8", "float32"), ("w4a16", "bfloat16")):
-        folder_scheme = {"w8a8": "w8a8-int8", "w4a16": "w4a16"}[name]
-        reason = servable(folder_scheme, dtype, hardware)  # type: ignore[arg-type]
+    schemes: dict[str, tuple[Scheme, str]] = {"w8a8": ("w8a8-int8", "float32"),
+                                              "w4a16": ("w4a16", "bfloat16")}
+    for name, (scheme, dtype) in schemes.items():
+        reason = servable(scheme, dtype, hardware)
         expected = "vLLM" if reason is None else f"transformers, dequantized weights: {reason}"
         assert report[name]["evaluator"] == expected
 
