@@ -59,15 +59,23 @@ def simulate(matches: Sequence[bool], k: int) -> AcceptanceReport:
     Token 0 comes from the target's prefill; each step then drafts up to ``k`` tokens
     (fewer near the end), accepts the matching run, and adds the target's own token.
     """
+    runs = [0] * len(matches)
+    for t in range(len(matches) - 1, -1, -1):
+        runs[t] = runs[t + 1] + 1 if matches[t] and t + 1 < len(matches) else int(matches[t])
+    return simulate_runs(runs, k)
+
+
+def simulate_runs(runs: Sequence[int], k: int) -> AcceptanceReport:
+    """As ``simulate``, given for each answer token ``t`` how many drafts in a row a step
+    starting there would get right (an EAGLE head drafts each step afresh)."""
     per_pos = [0] * k
     steps = drafted = accepted = 0
     t = 1
-    while t < len(matches):
-        width = min(k, len(matches) - t)
-        run = 0
-        while run < width and matches[t + run]:
-            per_pos[run] += 1
-            run += 1
+    while t < len(runs):
+        width = min(k, len(runs) - t)
+        run = min(runs[t], width)
+        for i in range(run):
+            per_pos[i] += 1
         steps += 1
         drafted += width
         accepted += run
