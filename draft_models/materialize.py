@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from draft_models.eagle_build import ARCH_TYPE, EAGLE_FILE, materialize_eagle
 from draft_models.registry import (
     DraftIncompatibleError,
     check_compatible,
@@ -25,15 +26,18 @@ def draft_dir_name(card: dict[str, object]) -> str:
     target = card["target"]
     arch = card["architecture"]
     assert isinstance(target, dict) and isinstance(arch, dict)
+    if arch["type"] == ARCH_TYPE:
+        return f"{target['name']}-eagle"
     return f"{target['name']}-draft-{arch['num_layers']}l"
 
 
 def materialize(shipped: Path, target_dir: Path, cache: Path) -> Path:
-    """Write ``<cache>/<target>-draft-<n>l`` once per shipped version; return its path."""
+    """Write ``<cache>/<target>-draft-<n>l`` (or ``-eagle``) once per shipped version."""
     card = read_card(shipped)
-    layers = shipped / LAYERS_FILE
+    eagle = card["architecture"]["type"] == ARCH_TYPE
+    layers = shipped / (EAGLE_FILE if eagle else LAYERS_FILE)
     digest = hashlib.sha256(layers.read_bytes()).hexdigest()
-    if digest != card["files"][LAYERS_FILE]:
+    if digest != card["files"][layers.name]:
         raise ValueError(f"{layers} does not match its card (sha256 {digest[:12]})")
     expected = card["target"]["tokenizer_sha256"]
     actual = fingerprint(target_dir).tokenizer_sha256
@@ -45,10 +49,13 @@ def materialize(shipped: Path, target_dir: Path, cache: Path) -> Path:
     marker = dest / _MARKER
     if marker.is_file() and json.loads(marker.read_text()).get("layers_sha256") == digest:
         return dest
-    from draft_models.architecture import load_draft, write_hf_folder
+    if eagle:
+        materialize_eagle(shipped, card, target_dir, dest)
+    else:
+        from draft_models.architecture import load_draft, write_hf_folder
 
-    draft = load_draft(target_dir, layers, int(card["architecture"]["num_layers"]))
-    write_hf_folder(draft, target_dir, dest)
+        draft = load_draft(target_dir, layers, int(card["architecture"]["num_layers"]))
+        write_hf_folder(draft, target_dir, dest)
     (dest / "draft-card.json").write_text((shipped / "draft-card.json").read_text())
     marker.write_text(json.dumps({"layers_sha256": digest, "shipped": str(shipped)}, indent=2))
     check_compatible(target_dir, dest)

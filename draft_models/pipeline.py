@@ -44,17 +44,24 @@ class BuildPlan:
     eval_samples: int = 24  # held-out answers scored during training (all of them at the end)
     lr: float = 1e-3
     batch_tokens: int = 2048
+    arch: str = "llama"  # "llama": a small Llama; "eagle": an EAGLE head on hidden states
+    k: int = 2  # EAGLE: drafting steps trained together and measured
 
     def __post_init__(self) -> None:
         if self.num_layers < 1 or self.prompts < 1 or self.held_out < 1:
             raise ValueError("num_layers, prompts and held_out must be >= 1")
+        if self.arch not in ("llama", "eagle"):
+            raise ValueError(f"arch must be 'llama' or 'eagle', not {self.arch!r}")
+        if self.k < 1:
+            raise ValueError("k must be >= 1")
 
     @classmethod
-    def smoke(cls, target_name: str, target_dir: Path, work_dir: Path, out_dir: Path) -> BuildPlan:
+    def smoke(cls, target_name: str, target_dir: Path, work_dir: Path, out_dir: Path,
+              arch: str = "llama") -> BuildPlan:
         """Minutes, not hours: for CI and for trying the pipeline."""
         return cls(target_name, target_dir, work_dir, out_dir, num_layers=1, steps=4,
                    prompts=8, held_out=4, max_tokens=16, eval_every=2, eval_samples=4,
-                   batch_tokens=256)
+                   batch_tokens=256, arch=arch)
 
 
 def _prompts(plan: BuildPlan) -> tuple[list[Prompt], list[Prompt]]:
@@ -79,6 +86,10 @@ def generate_data(plan: BuildPlan, reporter: Reporter) -> None:
 
 
 def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
+    if plan.arch == "eagle":
+        from draft_models.eagle_build import train_eagle
+
+        return train_eagle(plan, reporter)
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -110,6 +121,10 @@ def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
 
 def write_draft(plan: BuildPlan, draft: Any, result: TrainResult) -> Path:
     """The shipped form: trained tensors (bfloat16) + card + report; re-measured after rounding."""
+    if plan.arch == "eagle":
+        from draft_models.eagle_build import write_eagle
+
+        return write_eagle(plan, draft, result)
     import torch
     from safetensors.torch import save_file
 
@@ -159,9 +174,12 @@ def render_report(card: dict[str, Any]) -> str:
     rows = "\n".join(f"| {i + 1} | {rate:.1%} |" for i, rate in enumerate(acc["by_position"]))
     history = "\n".join(f"| {int(h['step'])} | {h['acceptance']:.1%} | "
                         f"{h['mean_accepted_length']:.2f} |" for h in train["history"])
+    kind = ("EAGLE head (one layer on the target's hidden states)"
+             if card["architecture"]["type"] == "EagleHead"
+             else f"{card['architecture']['num_layers']}-layer Llama")
     return (
         f"# Draft for {card['target']['name']}\n\n"
-        f"{card['architecture']['num_layers']}-layer Llama sharing the target's embeddings "
+        f"{kind} sharing the target's embeddings "
         f"and head; {card['data']['prompts']} prompts, {card['data']['answer_tokens']} answer "
         f"tokens; {train['steps']} steps (best {train['best_step']}), {train['wall_s']} s.\n\n"
         f"Held-out acceptance (k={acc['k']}): {acc['rate']:.1%}, "

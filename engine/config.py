@@ -14,7 +14,7 @@ from typing import Any, Literal
 from engine.speculation_health import HealthPolicy
 
 Dtype = Literal["float32", "bfloat16", "float16", "auto"]
-SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle3"]
+SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle", "eagle3"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class SpeculationConfig:
             raise ValueError("num_speculative_tokens must be in [1, 16]")
         if self.method == "ngram" and not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
             raise ValueError("need 1 <= prompt_lookup_min <= prompt_lookup_max")
-        if self.method in ("draft_model", "eagle3") and self.draft_path is None:
+        if self.method in ("draft_model", "eagle", "eagle3") and self.draft_path is None:
             raise ValueError(f"speculation method {self.method!r} needs draft_path")
 
     def to_vllm(self) -> dict[str, Any] | None:

@@ -37,7 +37,7 @@ class CpuSettings(_Strict):
 
 
 class SpeculationSettings(_Strict):
-    method: Literal["none", "ngram", "draft_model", "eagle3"] = "none"
+    method: Literal["none", "ngram", "draft_model", "eagle", "eagle3"] = "none"
     num_speculative_tokens: int = 4
     prompt_lookup_min: int = 2
     prompt_lookup_max: int = 4

@@ -55,8 +55,11 @@ def _target_dir(settings: Settings, target: str) -> Path:
 def train(
     target: str = typer.Option(..., help="Served model to draft for (configs/models.yaml)."),
     steps: int = typer.Option(1200, help="Training steps (stops earlier on a plateau)."),
-    layers: int = typer.Option(2, help="Decoder layers in the draft."),
+    layers: int = typer.Option(2, help="Decoder layers in the draft (arch llama)."),
+    arch: str = typer.Option("llama", help="llama: a small Llama draft; eagle: an EAGLE "
+                             "head reading the target's hidden states (vLLM method eagle)."),
     prompts: int = typer.Option(1536, help="Bundled prompts to distil on."),
+    k: int = typer.Option(2, help="Draft tokens per step an EAGLE head is trained for."),
     ledger_prompts: Path = typer.Option(None, help="Opt-in: JSONL of logged chats to add."),
     out: Path = typer.Option(None, help="Draft folder (default: draft_models/shipped/<target>)."),
     work: Path = typer.Option(None, help="Data and checkpoints (default: the model cache)."),
@@ -69,12 +72,14 @@ def train(
     settings = load_settings(profile=profile)
     target_dir = _target_dir(settings, target)
     work_dir = work or settings.model_cache / "draft-work" / target
-    out_dir = out or SHIPPED / target
+    out_dir = out or SHIPPED / (f"{target}-eagle" if arch == "eagle" else target)
+    if arch not in ("llama", "eagle"):
+        raise typer.BadParameter("must be llama or eagle", param_hint="--arch")
     if smoke:
-        plan = BuildPlan.smoke(target, target_dir, work_dir, out_dir)
+        plan = BuildPlan.smoke(target, target_dir, work_dir, out_dir, arch=arch)
     else:
         plan = BuildPlan(target, target_dir, work_dir, out_dir, num_layers=layers, steps=steps,
-                         prompts=prompts, ledger_file=ledger_prompts)
+                         prompts=prompts, ledger_file=ledger_prompts, arch=arch, k=k)
     with Progress(*progress_columns(), console=console) as progress:
         reporter = _RichReporter(progress)
         generate_data(plan, reporter)
@@ -88,11 +93,12 @@ def train(
 def install(profile: str = typer.Option(None, help="Settings profile.")) -> None:
     """Materialise every shipped draft whose target is prepared (re-tie shared weights)."""
     from draft_models.materialize import materialize
+    from draft_models.registry import read_card
 
     settings = load_settings(profile=profile)
     shipped = sorted(p for p in SHIPPED.iterdir() if p.is_dir()) if SHIPPED.is_dir() else []
     for folder in shipped:
-        target = folder.name
+        target = str(read_card(folder)["target"]["name"])
         prepared = target in settings.models and (
             settings.model_path(target) / "config.json"
         ).is_file()

@@ -18,6 +18,13 @@ def test_draft_model_speculation_names_its_folder() -> None:
                               "model": "/d"}
 
 
+def test_eagle_speculation_names_its_head_folder() -> None:
+    spec = SpeculationConfig(method="eagle", draft_path=Path("/h"), num_speculative_tokens=2)
+    assert spec.to_vllm() == {"method": "eagle", "num_speculative_tokens": 2, "model": "/h"}
+    with pytest.raises(ValueError, match="draft_path"):
+        SpeculationConfig(method="eagle")
+
+
 def test_max_batch_size_turns_drafting_off_above_it() -> None:
     spec = SpeculationConfig(method="ngram", num_speculative_tokens=4, max_batch_size=8)
     vllm = spec.to_vllm()

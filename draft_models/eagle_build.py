@@ -1,0 +1,142 @@
+"""``draft train --arch eagle``: train, ship and install an EAGLE head for a target.
+
+The shipped form is the head's own tensors (``eagle.safetensors``, bfloat16, ~8 MB) plus
+the card and report; the embeddings and output head are the target's, so ``draft
+install`` only writes a config and the tensors (in float32) into a folder vLLM serves
+with ``method: eagle``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from draft_models.acceptance import AcceptanceReport
+from draft_models.datagen import read_samples
+from draft_models.registry import fingerprint, write_card
+from draft_models.train import TrainPlan, TrainResult
+
+if TYPE_CHECKING:
+    from draft_models.eagle import EagleHead
+    from draft_models.pipeline import BuildPlan, Reporter
+
+EAGLE_FILE = "eagle.safetensors"
+ARCH_TYPE = "EagleHead"
+
+
+def _loaded(target_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from draft_models.eagle_train import Frozen
+
+    target = AutoModelForCausalLM.from_pretrained(str(target_dir), dtype=torch.float32)
+    frozen = Frozen(target.model.embed_tokens.weight.detach(), target.lm_head.weight.detach())
+    return target, frozen
+
+
+def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainResult]:
+    from draft_models.eagle import EagleHead, HeadShape, init_from_target
+    from draft_models.eagle_train import EaglePlan, EagleTrainer, target_features
+
+    target, frozen = _loaded(plan.target_dir)
+    train = list(read_samples(plan.work_dir / "train"))
+    heldout = list(read_samples(plan.work_dir / "heldout"))[:plan.eval_samples]
+    reporter.stage("target hidden states", 2)
+    train_feats = target_features(target, train, plan.work_dir / "eagle-features-train.pt")
+    reporter.advance(1, 2)
+    held_feats = target_features(target, heldout, plan.work_dir / "eagle-features-heldout.pt")
+    reporter.advance(2, 2)
+    head = EagleHead(HeadShape.of(target.config))
+    init_from_target(head, target)
+    del target
+    train_plan = TrainPlan(plan.work_dir / "checkpoint-eagle.pt", steps=plan.steps,
+                           seed=plan.seed, eval_every=plan.eval_every, lr=plan.lr,
+                           batch_tokens=plan.batch_tokens, k=plan.k)
+    trainer = EagleTrainer(head, frozen, EaglePlan(train_plan, passes=plan.k))
+    reporter.stage("training (EAGLE head)", plan.steps)
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        info = f"loss {metrics['loss']:.3f}"
+        if "acceptance" in metrics:
+            info += f"  held-out acceptance {metrics['acceptance']:.1%}"
+        reporter.advance(step, total, info)
+
+    result = trainer.run(train, train_feats, heldout, held_feats, progress)
+    if trainer.best_state:
+        head.load_state_dict(trainer.best_state)
+    return head, result
+
+
+def load_head(target_dir: Path, tensors_file: Path) -> EagleHead:
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig
+
+    from draft_models.eagle import EagleHead, HeadShape
+
+    config = LlamaConfig(**json.loads((target_dir / "config.json").read_text()))
+    head = EagleHead(HeadShape.of(config))
+    head.load_state_dict({k: v.to(torch.float32) for k, v in load_file(str(tensors_file)).items()})
+    return head
+
+
+def write_eagle(plan: BuildPlan, head: EagleHead, result: TrainResult) -> Path:
+    """Ship the head in bfloat16 and re-measure acceptance after the rounding."""
+    import torch
+    from safetensors.torch import save_file
+
+    from draft_models.eagle_train import eagle_acceptance, target_features
+
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    path = plan.out_dir / EAGLE_FILE
+    save_file({k: v.detach().to(torch.bfloat16).contiguous()
+               for k, v in head.state_dict().items()}, str(path))
+    shipped = load_head(plan.target_dir, path)
+    target, frozen = _loaded(plan.target_dir)
+    heldout = list(read_samples(plan.work_dir / "heldout"))
+    feats = target_features(target, heldout, plan.work_dir / "eagle-features-heldout-all.pt")
+    final = eagle_acceptance(shipped, heldout, feats, frozen, result.best.k)
+    card = _card(plan, result, final, path)
+    write_card(plan.out_dir, card)
+    from draft_models.pipeline import render_report
+
+    (plan.out_dir / "REPORT.md").write_text(render_report(card))
+    return plan.out_dir
+
+
+def _card(plan: BuildPlan, result: TrainResult, final: AcceptanceReport,
+          path: Path) -> dict[str, Any]:
+    samples = list(read_samples(plan.work_dir / "train"))
+    return {
+        "target": {"name": plan.target_name, **asdict(fingerprint(plan.target_dir))},
+        "architecture": {"type": ARCH_TYPE, "method": "eagle", "num_layers": 1,
+                         "shared_with_target": ["model.embed_tokens", "lm_head"],
+                         "trained": ["fc", "layers.0"], "stored_dtype": "bfloat16",
+                         "reads": "target's final hidden state"},
+        "data": {"prompts": len(samples), "answer_tokens": sum(len(s.output_ids) for s in samples),
+                 "max_tokens": plan.max_tokens, "ledger_file": str(plan.ledger_file or ""),
+                 "generator": "vLLM greedy, float32"},
+        "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
+                     "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
+                     "history": result.history, "machine": platform.machine(),
+                     "loss": f"over {plan.k} unrolled drafting steps: CE on greedy token + "
+                             "0.5 x soft CE on target top-5 + smooth-L1 to target hidden state"},
+        "acceptance": {"k": final.k, "rate": final.rate,
+                       "mean_accepted_length": final.mean_accepted_length,
+                       "by_position": final.rate_by_position(),
+                       "measured": f"offline, exact drafting, {plan.held_out} held-out prompts"},
+        "files": {EAGLE_FILE: hashlib.sha256(path.read_bytes()).hexdigest()},
+    }
+
+
+def materialize_eagle(shipped: Path, card: dict[str, Any], target_dir: Path, dest: Path) -> None:
+    from draft_models.eagle import write_vllm_folder
+
+    head = load_head(target_dir, shipped / EAGLE_FILE)
+    write_vllm_folder(head, target_dir, dest)

@@ -1,0 +1,52 @@
+"""``draft train --arch eagle`` after data generation: train, ship, install for vLLM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from draft_models.datagen import _write_shard, shard_path
+from draft_models.eagle_build import EAGLE_FILE, load_head
+from draft_models.materialize import materialize
+from draft_models.pipeline import BuildPlan, train_draft, write_draft
+from draft_models.registry import read_card
+from tests.draft_models.conftest import chain_samples
+
+
+class _Quiet:
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, done: int, total: int, info: str = "") -> None:
+        pass
+
+
+def test_eagle_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_folder(
+    tiny_target: Path, tmp_path: Path
+) -> None:
+    work, out = tmp_path / "work", tmp_path / "shipped" / "tiny-eagle"
+    samples = chain_samples(30)
+    for sub, part in (("train", samples[:24]), ("heldout", samples[24:])):
+        (work / sub).mkdir(parents=True)
+        _write_shard(shard_path(work / sub, 0), part)
+    plan = BuildPlan("tiny", tiny_target, work, out, steps=6, held_out=6, eval_every=3,
+                     eval_samples=6, batch_tokens=256, arch="eagle", k=2)
+    head, result = train_draft(plan, _Quiet())
+    assert result.steps == 6 and [h["step"] for h in result.history] == [3.0, 6.0]
+    folder = write_draft(plan, head, result)
+
+    card = read_card(folder)
+    assert card["architecture"]["type"] == "EagleHead" and card["acceptance"]["k"] == 2
+    assert len(card["acceptance"]["by_position"]) == 2
+    assert "EAGLE head" in (folder / "REPORT.md").read_text()
+    shipped = load_head(tiny_target, folder / EAGLE_FILE)
+    for name, tensor in head.state_dict().items():  # bfloat16 on disk
+        torch.testing.assert_close(shipped.state_dict()[name], tensor, rtol=1e-2, atol=1e-2)
+
+    installed = materialize(folder, tiny_target, tmp_path / "cache")
+    assert installed.name == "tiny-eagle"
+    config = json.loads((installed / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1 and (installed / "model.safetensors").is_file()
+    assert materialize(folder, tiny_target, tmp_path / "cache") == installed  # idempotent
