@@ -65,8 +65,9 @@ class BenchConfig:
     speculation: dict[str, Any]  # SpeculationConfig fields
 
 
-def configs(draft_dir: Path) -> list[BenchConfig]:
+def configs(draft_dir: Path, eagle_dir: Path) -> list[BenchConfig]:
     draft = {"method": "draft_model", "draft_path": str(draft_dir), "num_speculative_tokens": 3}
+    eagle = {"method": "eagle", "draft_path": str(eagle_dir), "num_speculative_tokens": 2}
     ngram = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2,
              "prompt_lookup_max": 4}
     return [
@@ -75,6 +76,8 @@ def configs(draft_dir: Path) -> list[BenchConfig]:
         BenchConfig("ngram-adaptive", {**ngram, "max_batch_size": 4}),
         BenchConfig("draft", draft),
         BenchConfig("draft-adaptive", {**draft, "max_batch_size": 4}),
+        BenchConfig("eagle", eagle),
+        BenchConfig("eagle-adaptive", {**eagle, "max_batch_size": 4}),
     ]
 
 
@@ -160,9 +163,9 @@ def machine() -> dict[str, Any]:
             "load_avg_1m": os.getloadavg()[0]}
 
 
-def _child(name: str, model_dir: Path, draft_dir: Path, out: Path) -> dict[str, Any]:
+def _child(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.speculation", "--only", name, "--out", str(out),
-           "--model", str(model_dir), "--draft", str(draft_dir)]
+           "--model", str(args.model), "--draft", str(args.draft), "--eagle", str(args.eagle)]
     subprocess.run(cmd, cwd=REPO, check=True)
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -173,6 +176,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", type=Path, default=cache / "smollm2-135m-instruct")
     parser.add_argument("--draft", type=Path, default=cache / "smollm2-135m-instruct-draft-2l")
+    parser.add_argument("--eagle", type=Path,
+                        default=cache / "smollm2-135m-instruct-eagle")
     parser.add_argument("--only", help="run one configuration in this process")
     parser.add_argument("--configs", help="comma-separated subset (default: all)")
     parser.add_argument("--out", type=Path)
@@ -180,7 +185,7 @@ def main() -> None:
                         "earlier run's /tmp/spec-bench-<name>.json instead of measuring")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    chosen = {c.name: c for c in configs(args.draft)}
+    chosen = {c.name: c for c in configs(args.draft, args.eagle)}
     if args.only:
         args.out.write_text(json.dumps(measure_one(args.model, chosen[args.only])))
         return
@@ -189,7 +194,7 @@ def main() -> None:
     reuse = set(args.reuse.split(",")) if args.reuse else set()
     results = [
         json.loads(Path(f"/tmp/spec-bench-{n}.json").read_text()) if n in reuse
-        else _child(n, args.model, args.draft, Path(f"/tmp/spec-bench-{n}.json"))
+        else _child(n, args, Path(f"/tmp/spec-bench-{n}.json"))
         for n in names
     ]
     compare_outputs(results)

@@ -1,9 +1,10 @@
 """Speculation on the real engine: greedy output identical to speculation off, and metered.
 
-This needs a second engine configuration (a draft model loaded next to the target), so
-the module starts its own speculative gateway (profile ``test-speculation``) once and
-compares it against the session's plain ``live_gateway``. Both run float32, where
-multi-token verification reproduces one-token decoding exactly.
+This needs a second engine configuration (a proposer loaded next to the target), so the
+module starts a speculative gateway per proposer, one after the other: the shipped small
+Llama draft (profile ``test-speculation``, 3 tokens) and the shipped EAGLE head (profile
+``test-eagle``, 2 tokens), and compares each against the session's plain ``live_gateway``.
+All run float32, where multi-token verification reproduces one-token decoding exactly.
 """
 
 from __future__ import annotations
@@ -29,10 +30,17 @@ PROMPTS = (
 )
 
 
-@pytest.fixture(scope="module")
-def speculative_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+PROFILES = {"test-speculation": 3, "test-eagle": 2}  # profile: drafted tokens per step
+
+
+@pytest.fixture(scope="module", params=list(PROFILES))
+def speculative_gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveGateway]:
     tmp: Path = tmp_path_factory.mktemp("speculative-gateway")
-    gateway = start_gateway(tmp / "gateway.log", {}, profile="test-speculation")
+    # The env entry only names the profile for the tests (``PROFILES[...]``).
+    gateway = start_gateway(tmp / "gateway.log", {"LLMGW_TEST_PROFILE": request.param},
+                            profile=request.param)
     try:
         yield gateway
     finally:
@@ -78,10 +86,11 @@ def test_engine_meters_acceptance_by_position_and_flags_a_stale_draft(
     per_position = stats["spec_accepted_per_position"]
     assert drafted > 0
     assert 0 < accepted <= drafted
-    assert len(per_position) == 3
+    k = PROFILES[speculative_gateway.env["LLMGW_TEST_PROFILE"]]
+    assert len(per_position) == k
     assert sum(per_position) == accepted
     assert list(per_position) == sorted(per_position, reverse=True)
-    assert stats["spec_drafts_total"] * 3 >= drafted
+    assert stats["spec_drafts_total"] * k >= drafted
     assert stats["spec_window_acceptance"] == pytest.approx(accepted / drafted)
     rates = stats["spec_window_rate_by_position"]
     assert rates[0] == pytest.approx(per_position[0] / stats["spec_drafts_total"])
