@@ -58,14 +58,9 @@ def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainRe
                            batch_tokens=plan.batch_tokens, k=plan.k)
     trainer = EagleTrainer(head, frozen, EaglePlan(train_plan, passes=plan.k))
     reporter.stage("training (EAGLE head)", plan.steps)
+    from draft_models.pipeline import training_progress
 
-    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
-        info = f"loss {metrics['loss']:.3f}"
-        if "acceptance" in metrics:
-            info += f"  held-out acceptance {metrics['acceptance']:.1%}"
-        reporter.advance(step, total, info)
-
-    result = trainer.run(train, train_feats, heldout, held_feats, progress)
+    result = trainer.run(train, train_feats, heldout, held_feats, training_progress(reporter))
     if trainer.best_state:
         head.load_state_dict(trainer.best_state)
     return head, result
@@ -112,16 +107,15 @@ def write_eagle(plan: BuildPlan, head: EagleHead, result: TrainResult) -> Path:
 
 def _card(plan: BuildPlan, result: TrainResult, final: AcceptanceReport,
           path: Path) -> dict[str, Any]:
-    samples = list(read_samples(plan.work_dir / "train"))
+    from draft_models.pipeline import data_summary
+
     return {
         "target": {"name": plan.target_name, **asdict(fingerprint(plan.target_dir))},
         "architecture": {"type": ARCH_TYPE, "method": "eagle", "num_layers": 1,
                          "shared_with_target": ["model.embed_tokens", "lm_head"],
                          "trained": ["fc", "layers.0"], "stored_dtype": "bfloat16",
                          "reads": "target's final hidden state"},
-        "data": {"prompts": len(samples), "answer_tokens": sum(len(s.output_ids) for s in samples),
-                 "max_tokens": plan.max_tokens, "ledger_file": str(plan.ledger_file or ""),
-                 "generator": "vLLM greedy, float32"},
+        "data": data_summary(plan),
         "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
                      "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
                      "history": result.history, "machine": platform.machine(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import platform
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,6 +86,26 @@ def generate_data(plan: BuildPlan, reporter: Reporter) -> None:
         generator.close()
 
 
+def training_progress(reporter: Reporter) -> Callable[[int, int, dict[str, float]], None]:
+    """A trainer's progress callback that shows loss and held-out acceptance on a bar."""
+
+    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
+        info = f"loss {metrics['loss']:.3f}"
+        if "acceptance" in metrics:
+            info += f"  held-out acceptance {metrics['acceptance']:.1%}"
+        reporter.advance(step, total, info)
+
+    return progress
+
+
+def data_summary(plan: BuildPlan) -> dict[str, Any]:
+    """The card's ``data`` section: what the draft was distilled on."""
+    samples = list(read_samples(plan.work_dir / "train"))
+    return {"prompts": len(samples), "answer_tokens": sum(len(s.output_ids) for s in samples),
+            "max_tokens": plan.max_tokens, "ledger_file": str(plan.ledger_file or ""),
+            "generator": "vLLM greedy, float32"}
+
+
 def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
     if plan.arch == "eagle":
         from draft_models.eagle_build import train_eagle
@@ -106,14 +127,7 @@ def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
                            lr=plan.lr, batch_tokens=plan.batch_tokens)
     trainer = Trainer(draft, train_plan, pad_id=int(draft.config.pad_token_id or 0))
     reporter.stage("training", plan.steps)
-
-    def progress(step: int, total: int, metrics: dict[str, float]) -> None:
-        info = f"loss {metrics['loss']:.3f}"
-        if "acceptance" in metrics:
-            info += f"  held-out acceptance {metrics['acceptance']:.1%}"
-        reporter.advance(step, total, info)
-
-    result = trainer.run(train, heldout[:plan.eval_samples], progress)
+    result = trainer.run(train, heldout[:plan.eval_samples], training_progress(reporter))
     if trainer.best_tensors:
         draft.load_state_dict(trainer.best_tensors, strict=False)
     return draft, result
@@ -148,15 +162,12 @@ def _card(
     plan: BuildPlan, result: TrainResult, final: AcceptanceReport, layers: Path
 ) -> dict[str, Any]:
     target = fingerprint(plan.target_dir)
-    samples = list(read_samples(plan.work_dir / "train"))
     return {
         "target": {"name": plan.target_name, **asdict(target)},
         "architecture": {"type": "LlamaForCausalLM", "num_layers": plan.num_layers,
                          "shared_with_target": ["model.embed_tokens", "lm_head"],
                          "trained": ["model.layers", "model.norm"], "stored_dtype": "bfloat16"},
-        "data": {"prompts": len(samples), "answer_tokens": sum(len(s.output_ids) for s in samples),
-                 "max_tokens": plan.max_tokens, "ledger_file": str(plan.ledger_file or ""),
-                 "generator": "vLLM greedy, float32"},
+        "data": data_summary(plan),
         "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
                      "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
                      "history": result.history, "machine": platform.machine(),
