@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 EAGLE_FILE = "eagle.safetensors"
 ARCH_TYPE = "EagleHead"
+HELDOUT_FEATURES = "eagle-features-heldout-all.pt"
 
 
 def _loaded(target_dir: Path) -> tuple[Any, Any]:
@@ -44,11 +45,11 @@ def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainRe
 
     target, frozen = _loaded(plan.target_dir)
     train = list(read_samples(plan.work_dir / "train"))
-    heldout = list(read_samples(plan.work_dir / "heldout"))[:plan.eval_samples]
+    heldout = list(read_samples(plan.work_dir / "heldout"))
     reporter.stage("target hidden states", 2)
     train_feats = target_features(target, train, plan.work_dir / "eagle-features-train.pt")
     reporter.advance(1, 2)
-    held_feats = target_features(target, heldout, plan.work_dir / "eagle-features-heldout.pt")
+    held_feats = target_features(target, heldout, plan.work_dir / HELDOUT_FEATURES)
     reporter.advance(2, 2)
     head = EagleHead(HeadShape.of(target.config))
     init_from_target(head, target)
@@ -60,7 +61,9 @@ def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainRe
     reporter.stage("training (EAGLE head)", plan.steps)
     from draft_models.pipeline import training_progress
 
-    result = trainer.run(train, train_feats, heldout, held_feats, training_progress(reporter))
+    n = plan.eval_samples
+    result = trainer.run(train, train_feats, heldout[:n], held_feats[:n],
+                         training_progress(reporter))
     if trainer.best_state:
         head.load_state_dict(trainer.best_state)
     return head, result
@@ -95,7 +98,7 @@ def write_eagle(plan: BuildPlan, head: EagleHead, result: TrainResult) -> Path:
     shipped = load_head(plan.target_dir, path)
     target, frozen = _loaded(plan.target_dir)
     heldout = list(read_samples(plan.work_dir / "heldout"))
-    feats = target_features(target, heldout, plan.work_dir / "eagle-features-heldout-all.pt")
+    feats = target_features(target, heldout, plan.work_dir / HELDOUT_FEATURES)  # cached
     final = eagle_acceptance(shipped, heldout, feats, frozen, result.best.k)
     card = _card(plan, result, final, path)
     write_card(plan.out_dir, card)
@@ -129,7 +132,7 @@ def _card(plan: BuildPlan, result: TrainResult, final: AcceptanceReport,
     }
 
 
-def materialize_eagle(shipped: Path, card: dict[str, Any], target_dir: Path, dest: Path) -> None:
+def materialize_eagle(shipped: Path, target_dir: Path, dest: Path) -> None:
     from draft_models.eagle import write_vllm_folder
 
     head = load_head(target_dir, shipped / EAGLE_FILE)

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from draft_models.acceptance import AcceptanceReport, simulate_runs
 from draft_models.datagen import Sample
 from draft_models.eagle import EagleHead
-from draft_models.train import TrainPlan, TrainResult, VocabSubset, _lr_at, batch_for_step
+from draft_models.train import TrainPlan, TrainResult, VocabSubset, batch_for_step, lr_at
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
@@ -190,7 +190,7 @@ class EagleTrainer:
         started = time.monotonic() - self.result.wall_s
         while self.step < plan.steps:
             for group in self.optimizer.param_groups:
-                group["lr"] = _lr_at(plan, self.step)
+                group["lr"] = lr_at(plan, self.step)
             batch = [(s, by_sample[id(s)]) for s in batch_for_step(train, plan, self.step)]
             loss = loss_on(self.head, _collate(batch, self.frozen, self.plan.passes),
                            self.frozen, self.plan, subset)

@@ -50,7 +50,7 @@ def materialize(shipped: Path, target_dir: Path, cache: Path) -> Path:
     if marker.is_file() and json.loads(marker.read_text()).get("layers_sha256") == digest:
         return dest
     if eagle:
-        materialize_eagle(shipped, card, target_dir, dest)
+        materialize_eagle(shipped, target_dir, dest)
     else:
         from draft_models.architecture import load_draft, write_hf_folder
 

@@ -167,7 +167,7 @@ def loss_on(draft: Any, batch: list[Sample], soft_weight: float, pad_id: int,
     return hard + soft_weight * soft
 
 
-def _lr_at(plan: TrainPlan, step: int) -> float:
+def lr_at(plan: TrainPlan, step: int) -> float:
     if step < plan.warmup:
         return plan.lr * (step + 1) / plan.warmup
     import math
@@ -218,7 +218,7 @@ class Trainer:
 
     def _train_step(self, batch: list[Sample]) -> float:
         for group in self.optimizer.param_groups:
-            group["lr"] = _lr_at(self.plan, self.step)
+            group["lr"] = lr_at(self.plan, self.step)
         loss = loss_on(self.draft, batch, self.plan.soft_weight, self.pad_id, self._subset)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
