@@ -28,7 +28,7 @@ ARCH_TYPE = "EagleHead"
 HELDOUT_FEATURES = "eagle-features-heldout-all.pt"
 
 
-def _loaded(target_dir: Path) -> tuple[Any, Any]:
+def loaded_target(target_dir: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -40,10 +40,11 @@ def _loaded(target_dir: Path) -> tuple[Any, Any]:
 
 
 def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainResult]:
-    from draft_models.eagle import EagleHead, HeadShape, init_from_target
+    from draft_models.eagle import EagleHead, init_from_target
     from draft_models.eagle_train import EaglePlan, EagleTrainer, target_features
+    from draft_models.head_layers import HeadShape
 
-    target, frozen = _loaded(plan.target_dir)
+    target, frozen = loaded_target(plan.target_dir)
     train = list(read_samples(plan.work_dir / "train"))
     heldout = list(read_samples(plan.work_dir / "heldout"))
     reporter.stage("target hidden states", 2)
@@ -76,7 +77,8 @@ def load_head(target_dir: Path, tensors_file: Path) -> EagleHead:
     from safetensors.torch import load_file
     from transformers import LlamaConfig
 
-    from draft_models.eagle import EagleHead, HeadShape
+    from draft_models.eagle import EagleHead
+    from draft_models.head_layers import HeadShape
 
     config = LlamaConfig(**json.loads((target_dir / "config.json").read_text()))
     head = EagleHead(HeadShape.of(config))
@@ -96,7 +98,7 @@ def write_eagle(plan: BuildPlan, head: EagleHead, result: TrainResult) -> Path:
     save_file({k: v.detach().to(torch.bfloat16).contiguous()
                for k, v in head.state_dict().items()}, str(path))
     shipped = load_head(plan.target_dir, path)
-    target, frozen = _loaded(plan.target_dir)
+    target, frozen = loaded_target(plan.target_dir)
     heldout = list(read_samples(plan.work_dir / "heldout"))
     feats = target_features(target, heldout, plan.work_dir / HELDOUT_FEATURES)  # cached
     final = eagle_acceptance(shipped, heldout, feats, frozen, result.best.k)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.nn import functional as F
@@ -39,10 +39,18 @@ class Frozen:
 
 
 def target_features(target: Any, samples: list[Sample], cache: Path) -> list[torch.Tensor]:
-    """Final (normed) hidden state at every position of prompt + answer, per sample.
+    """Final (normed) hidden state at every position of prompt + answer, per sample."""
+    def final(ids: torch.Tensor) -> torch.Tensor:
+        return target.model(input_ids=ids).last_hidden_state[0].clone()  # type: ignore[no-any-return]
 
-    Cached in ``cache`` under a digest of the token ids: computed once per data set."""
-    digest = hashlib.sha256()
+    return cached_features(samples, cache, "final", final)
+
+
+def cached_features(samples: list[Sample], cache: Path, tag: str,
+                    compute: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
+    """``compute`` (token ids (1, L) -> (L, F)) per sample, cached in ``cache`` under a
+    digest of ``tag`` and the token ids: computed once per data set."""
+    digest = hashlib.sha256(tag.encode())
     for s in samples:
         digest.update(repr((s.prompt_ids, s.output_ids)).encode())
     key = digest.hexdigest()
@@ -50,11 +58,9 @@ def target_features(target: Any, samples: list[Sample], cache: Path) -> list[tor
         stored = torch.load(cache, weights_only=False)
         if stored["key"] == key:
             return list(stored["features"])
-    features = []
     with torch.inference_mode():
-        for s in samples:
-            ids = torch.tensor([list(s.prompt_ids) + list(s.output_ids)])
-            features.append(target.model(input_ids=ids).last_hidden_state[0].clone())
+        features = [compute(torch.tensor([list(s.prompt_ids) + list(s.output_ids)]))
+                    for s in samples]
     partial = cache.with_suffix(".partial")
     torch.save({"key": key, "features": features}, partial)
     partial.rename(cache)
@@ -62,7 +68,7 @@ def target_features(target: Any, samples: list[Sample], cache: Path) -> list[tor
 
 
 @dataclass
-class _Batch:
+class Batch:
     embeds: torch.Tensor
     hidden: torch.Tensor
     rows: list[list[int]] = field(default_factory=list)  # per pass: batch row
@@ -72,17 +78,17 @@ class _Batch:
     goals: list[list[tuple[int, int]]] = field(default_factory=list)  # (row, position)
 
 
-def _collate(batch: list[tuple[Sample, torch.Tensor]], frozen: Frozen, passes: int) -> _Batch:
+def collate(batch: list[tuple[Sample, torch.Tensor]], embed: torch.Tensor, passes: int) -> Batch:
+    """Padded embeddings and features, and per pass which (row, index) guesses which token."""
     width = max(f.shape[0] for _, f in batch)
-    hidden_size = frozen.embed.shape[1]
-    embeds = torch.zeros((len(batch), width, hidden_size))
-    hidden = torch.zeros((len(batch), width, hidden_size))
-    out = _Batch(embeds, hidden, [[] for _ in range(passes)], [[] for _ in range(passes)],
+    embeds = torch.zeros((len(batch), width, embed.shape[1]))
+    hidden = torch.zeros((len(batch), width, batch[0][1].shape[1]))
+    out = Batch(embeds, hidden, [[] for _ in range(passes)], [[] for _ in range(passes)],
                  [[] for _ in range(passes)], [[] for _ in range(passes)],
                  [[] for _ in range(passes)])
     for r, (sample, feats) in enumerate(batch):
         ids = torch.tensor(list(sample.prompt_ids) + list(sample.output_ids))
-        embeds[r, :len(ids)] = frozen.embed[ids]
+        embeds[r, :len(ids)] = embed[ids]
         hidden[r, :len(ids)] = feats
         prompt = len(sample.prompt_ids)
         for s in range(passes):
@@ -99,7 +105,7 @@ def _collate(batch: list[tuple[Sample, torch.Tensor]], frozen: Frozen, passes: i
     return out
 
 
-def loss_on(head: EagleHead, batch: _Batch, frozen: Frozen, plan: EaglePlan,
+def loss_on(head: EagleHead, batch: Batch, frozen: Frozen, plan: EaglePlan,
             subset: VocabSubset) -> torch.Tensor:
     outs = head.unroll(batch.embeds, batch.hidden, plan.passes)
     head_rows = frozen.lm_head[subset.ids]
@@ -128,13 +134,9 @@ def _soft(logp: torch.Tensor, top: list[tuple[tuple[int, ...], tuple[float, ...]
     return -(probs * logp.gather(1, ids)).sum(dim=-1).mean()
 
 
-def runs_for(head: EagleHead, sample: Sample, feats: torch.Tensor, frozen: Frozen,
-             k: int) -> list[int]:
-    """For each answer token ``t``: how many drafts in a row a step starting there gets right."""
-    ids = torch.tensor(list(sample.prompt_ids) + list(sample.output_ids))
-    with torch.inference_mode():
-        outs = head.unroll(frozen.embed[ids][None], feats[None], k)
-        guesses = [(out[0] @ frozen.lm_head.T).argmax(dim=-1).tolist() for out in outs]
+def count_runs(guesses: list[list[int]], sample: Sample, k: int) -> list[int]:
+    """For each answer token ``t``: how many drafts in a row a step starting there gets
+    right, given ``guesses[s][i]``: the token drafting step ``s`` at index ``i`` proposes."""
     answer, prompt = sample.output_ids, len(sample.prompt_ids)
     runs = [0] * len(answer)
     for t in range(1, len(answer)):
@@ -145,15 +147,55 @@ def runs_for(head: EagleHead, sample: Sample, feats: torch.Tensor, frozen: Froze
     return runs
 
 
-def eagle_acceptance(head: EagleHead, samples: list[Sample], feats: list[torch.Tensor],
-                     frozen: Frozen, k: int) -> AcceptanceReport:
+Guesser = Callable[[torch.Tensor, torch.Tensor, int], list[list[int]]]
+
+
+def acceptance_of(head: torch.nn.Module, guess: Guesser, samples: list[Sample],
+                  feats: list[torch.Tensor], k: int) -> AcceptanceReport:
+    """Acceptance exactly as vLLM drafts: ``guess(token ids, features, k)`` per sample."""
     was_training = head.training
     head.eval()
     report = AcceptanceReport(k)
-    for sample, f in zip(samples, feats, strict=True):
-        report = report.merge(simulate_runs(runs_for(head, sample, f, frozen, k), k))
+    with torch.inference_mode():
+        for sample, f in zip(samples, feats, strict=True):
+            ids = torch.tensor(list(sample.prompt_ids) + list(sample.output_ids))
+            report = report.merge(simulate_runs(count_runs(guess(ids, f, k), sample, k), k))
     head.train(was_training)
     return report
+
+
+def eagle_acceptance(head: EagleHead, samples: list[Sample], feats: list[torch.Tensor],
+                     frozen: Frozen, k: int) -> AcceptanceReport:
+    def guess(ids: torch.Tensor, f: torch.Tensor, k: int) -> list[list[int]]:
+        outs = head.unroll(frozen.embed[ids][None], f[None], k)
+        return [(out[0] @ frozen.lm_head.T).argmax(dim=-1).tolist() for out in outs]
+
+    return acceptance_of(head, guess, samples, feats, k)
+
+
+class Objective(Protocol):
+    """What a head kind trains on and how its drafts are scored."""
+
+    def loss(self, batch: list[tuple[Sample, torch.Tensor]]) -> torch.Tensor: ...
+
+    def acceptance(self, samples: list[Sample], feats: list[torch.Tensor],
+                   k: int) -> AcceptanceReport: ...
+
+
+@dataclass(frozen=True)
+class EagleObjective:
+    head: EagleHead
+    frozen: Frozen
+    plan: EaglePlan
+    subset: VocabSubset
+
+    def loss(self, batch: list[tuple[Sample, torch.Tensor]]) -> torch.Tensor:
+        return loss_on(self.head, collate(batch, self.frozen.embed, self.plan.passes),
+                       self.frozen, self.plan, self.subset)
+
+    def acceptance(self, samples: list[Sample], feats: list[torch.Tensor],
+                   k: int) -> AcceptanceReport:
+        return eagle_acceptance(self.head, samples, feats, self.frozen, k)
 
 
 @dataclass(frozen=True)
@@ -172,10 +214,13 @@ class EaglePlan:
 class EagleTrainer:
     """Owns the head, its optimiser and checkpoint; ``run`` trains to the plan."""
 
-    def __init__(self, head: EagleHead, frozen: Frozen, plan: EaglePlan) -> None:
+    def __init__(self, head: torch.nn.Module, frozen: Frozen, plan: EaglePlan,
+                 objective: Callable[[list[Sample]], Objective] | None = None) -> None:
+        """``objective(train samples)``: the head kind's; EAGLE's by default."""
         torch.manual_seed(plan.train.seed)
         torch.set_num_threads(plan.train.threads)
         self.head, self.frozen, self.plan = head, frozen, plan
+        self.objective = objective or self._eagle_objective
         self.optimizer = torch.optim.AdamW(head.parameters(), lr=plan.train.lr, weight_decay=0.0)
         self.step = 0
         self.result = TrainResult(0, 0, AcceptanceReport(plan.train.k))
@@ -185,15 +230,14 @@ class EagleTrainer:
             held_feats: list[torch.Tensor], progress: ProgressFn) -> TrainResult:
         plan = self.plan.train
         self._resume()
-        subset = VocabSubset.from_samples(train, self.frozen.embed.shape[0])
+        objective = self.objective(train)
         by_sample = {id(s): f for s, f in zip(train, train_feats, strict=True)}
         started = time.monotonic() - self.result.wall_s
         while self.step < plan.steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr_at(plan, self.step)
             batch = [(s, by_sample[id(s)]) for s in batch_for_step(train, plan, self.step)]
-            loss = loss_on(self.head, _collate(batch, self.frozen, self.plan.passes),
-                           self.frozen, self.plan, subset)
+            loss = objective.loss(batch)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(self.head.parameters(), 1.0)
@@ -201,7 +245,8 @@ class EagleTrainer:
             self.step += 1
             metrics = {"loss": float(loss.detach())}
             if self.step % plan.eval_every == 0 or self.step == plan.steps:
-                metrics.update(self._evaluate(heldout, held_feats))
+                metrics.update(self._evaluate(objective.acceptance(heldout, held_feats,
+                                                                   plan.k)))
             self.result.wall_s = time.monotonic() - started
             if self.step % plan.checkpoint_every == 0 or "acceptance" in metrics:
                 self._save()
@@ -210,8 +255,12 @@ class EagleTrainer:
         self._save()
         return self.result
 
-    def _evaluate(self, heldout: list[Sample], feats: list[torch.Tensor]) -> dict[str, float]:
-        report = eagle_acceptance(self.head, heldout, feats, self.frozen, self.plan.train.k)
+    def _eagle_objective(self, train: list[Sample]) -> Objective:
+        assert isinstance(self.head, EagleHead)
+        subset = VocabSubset.from_samples(train, self.frozen.embed.shape[0])
+        return EagleObjective(self.head, self.frozen, self.plan, subset)
+
+    def _evaluate(self, report: AcceptanceReport) -> dict[str, float]:
         entry = {"step": float(self.step), "acceptance": report.rate,
                  "mean_accepted_length": report.mean_accepted_length}
         self.result.history.append(entry)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from draft_models.eagle import EagleHead, HeadShape, _rope, _rotate, write_vllm_folder
+from draft_models.eagle import EagleHead, write_vllm_folder
+from draft_models.head_layers import HeadShape, rope, rotate
 
 SHAPE = HeadShape(hidden=32, intermediate=64, heads=4, kv_heads=2, rope_theta=10000.0,
                   rms_eps=1e-5)
@@ -22,9 +23,9 @@ def _layer(head: EagleHead, x: torch.Tensor, position: int,
     layer: Any = head.layers[0]
     attn = layer.self_attn
     d = attn.head_dim
-    cos, sin = _rope(1, position, d, SHAPE.rope_theta, x.device)
-    q = _rotate(attn.q_proj(x).view(1, SHAPE.heads, 1, d), cos, sin)
-    k = _rotate(attn.k_proj(x).view(1, SHAPE.kv_heads, 1, d), cos, sin)
+    cos, sin = rope(1, position, d, SHAPE.rope_theta, x.device)
+    q = rotate(attn.q_proj(x).view(1, SHAPE.heads, 1, d), cos, sin)
+    k = rotate(attn.k_proj(x).view(1, SHAPE.kv_heads, 1, d), cos, sin)
     v = attn.v_proj(x).view(1, SHAPE.kv_heads, 1, d)
     cache.append((k, v))
     keys = torch.cat([c[0] for c in cache], 2)

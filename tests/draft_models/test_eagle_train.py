@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from draft_models.eagle import EagleHead, HeadShape, init_from_target
+from draft_models.eagle import EagleHead, init_from_target
 from draft_models.eagle_train import (
     EaglePlan,
     EagleTrainer,
@@ -16,6 +16,7 @@ from draft_models.eagle_train import (
     eagle_acceptance,
     target_features,
 )
+from draft_models.head_layers import HeadShape
 from draft_models.train import TrainPlan
 from tests.draft_models.conftest import chain_samples
 
