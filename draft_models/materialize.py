@@ -10,6 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from draft_models.eagle3_build import ARCH_TYPE as EAGLE3_TYPE
+from draft_models.eagle3_build import EAGLE3_FILE, materialize_eagle3
 from draft_models.eagle_build import ARCH_TYPE, EAGLE_FILE, materialize_eagle
 from draft_models.registry import (
     DraftIncompatibleError,
@@ -19,6 +21,7 @@ from draft_models.registry import (
 )
 
 LAYERS_FILE = "layers.safetensors"
+_HEAD_FILES = {ARCH_TYPE: EAGLE_FILE, EAGLE3_TYPE: EAGLE3_FILE}
 _MARKER = "llm-gateway-draft.json"
 
 
@@ -26,16 +29,16 @@ def draft_dir_name(card: dict[str, object]) -> str:
     target = card["target"]
     arch = card["architecture"]
     assert isinstance(target, dict) and isinstance(arch, dict)
-    if arch["type"] == ARCH_TYPE:
-        return f"{target['name']}-eagle"
+    if arch["type"] in _HEAD_FILES:
+        return f"{target['name']}-{arch['method']}"
     return f"{target['name']}-draft-{arch['num_layers']}l"
 
 
 def materialize(shipped: Path, target_dir: Path, cache: Path) -> Path:
     """Write ``<cache>/<target>-draft-<n>l`` (or ``-eagle``) once per shipped version."""
     card = read_card(shipped)
-    eagle = card["architecture"]["type"] == ARCH_TYPE
-    layers = shipped / (EAGLE_FILE if eagle else LAYERS_FILE)
+    kind = card["architecture"]["type"]
+    layers = shipped / _HEAD_FILES.get(kind, LAYERS_FILE)
     digest = hashlib.sha256(layers.read_bytes()).hexdigest()
     if digest != card["files"][layers.name]:
         raise ValueError(f"{layers} does not match its card (sha256 {digest[:12]})")
@@ -49,7 +52,9 @@ def materialize(shipped: Path, target_dir: Path, cache: Path) -> Path:
     marker = dest / _MARKER
     if marker.is_file() and json.loads(marker.read_text()).get("layers_sha256") == digest:
         return dest
-    if eagle:
+    if kind == EAGLE3_TYPE:
+        materialize_eagle3(shipped, card, target_dir, dest)
+    elif kind == ARCH_TYPE:
         materialize_eagle(shipped, target_dir, dest)
     else:
         from draft_models.architecture import load_draft, write_hf_folder

@@ -22,6 +22,9 @@ from draft_models.train import Trainer, TrainPlan, TrainResult
 LAYERS_FILE = "layers.safetensors"
 
 
+ARCHITECTURES = ("llama", "eagle", "eagle3")
+
+
 class Reporter(Protocol):
     def stage(self, name: str, total: int) -> None: ...
 
@@ -45,14 +48,15 @@ class BuildPlan:
     eval_samples: int = 24  # held-out answers scored during training (all of them at the end)
     lr: float = 1e-3
     batch_tokens: int = 2048
-    arch: str = "llama"  # "llama": a small Llama; "eagle": an EAGLE head on hidden states
+    arch: str = "llama"  # "llama": a small Llama; "eagle"/"eagle3": a head on hidden states
     k: int = 2  # EAGLE: drafting steps trained together and measured
+    draft_vocab: int = 8192  # EAGLE-3: the target's most written tokens the head drafts
 
     def __post_init__(self) -> None:
         if self.num_layers < 1 or self.prompts < 1 or self.held_out < 1:
             raise ValueError("num_layers, prompts and held_out must be >= 1")
-        if self.arch not in ("llama", "eagle"):
-            raise ValueError(f"arch must be 'llama' or 'eagle', not {self.arch!r}")
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
         if self.k < 1:
             raise ValueError("k must be >= 1")
 
@@ -107,6 +111,10 @@ def data_summary(plan: BuildPlan) -> dict[str, Any]:
 
 
 def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
+    if plan.arch == "eagle3":
+        from draft_models.eagle3_build import train_eagle3
+
+        return train_eagle3(plan, reporter)
     if plan.arch == "eagle":
         from draft_models.eagle_build import train_eagle
 
@@ -135,6 +143,10 @@ def train_draft(plan: BuildPlan, reporter: Reporter) -> tuple[Any, TrainResult]:
 
 def write_draft(plan: BuildPlan, draft: Any, result: TrainResult) -> Path:
     """The shipped form: trained tensors (bfloat16) + card + report; re-measured after rounding."""
+    if plan.arch == "eagle3":
+        from draft_models.eagle3_build import write_eagle3
+
+        return write_eagle3(plan, draft, result)
     if plan.arch == "eagle":
         from draft_models.eagle_build import write_eagle
 

@@ -57,7 +57,9 @@ def train(
     steps: int = typer.Option(1200, help="Training steps (stops earlier on a plateau)."),
     layers: int = typer.Option(2, help="Decoder layers in the draft (arch llama)."),
     arch: str = typer.Option("llama", help="llama: a small Llama draft; eagle: an EAGLE "
-                             "head reading the target's hidden states (vLLM method eagle)."),
+                             "head reading the target's hidden states (vLLM method eagle); "
+                             "eagle3: an EAGLE-3 head with its own small vocabulary."),
+    draft_vocab: int = typer.Option(8192, help="Tokens an EAGLE-3 head drafts (its vocabulary)."),
     prompts: int = typer.Option(1536, help="Bundled prompts to distil on."),
     k: int = typer.Option(2, help="Draft tokens per step an EAGLE head is trained for."),
     ledger_prompts: Path = typer.Option(None, help="Opt-in: JSONL of logged chats to add."),
@@ -67,19 +69,26 @@ def train(
     profile: str = typer.Option(None, help="Settings profile."),
 ) -> None:
     """Distil a draft from the target's own greedy answers; resumable."""
-    from draft_models.pipeline import BuildPlan, generate_data, train_draft, write_draft
+    from draft_models.pipeline import (
+        ARCHITECTURES,
+        BuildPlan,
+        generate_data,
+        train_draft,
+        write_draft,
+    )
 
     settings = load_settings(profile=profile)
     target_dir = _target_dir(settings, target)
     work_dir = work or settings.model_cache / "draft-work" / target
-    out_dir = out or SHIPPED / (f"{target}-eagle" if arch == "eagle" else target)
-    if arch not in ("llama", "eagle"):
-        raise typer.BadParameter("must be llama or eagle", param_hint="--arch")
+    if arch not in ARCHITECTURES:
+        raise typer.BadParameter(f"must be one of {', '.join(ARCHITECTURES)}", param_hint="--arch")
+    out_dir = out or SHIPPED / (target if arch == "llama" else f"{target}-{arch}")
     if smoke:
         plan = BuildPlan.smoke(target, target_dir, work_dir, out_dir, arch=arch)
     else:
         plan = BuildPlan(target, target_dir, work_dir, out_dir, num_layers=layers, steps=steps,
-                         prompts=prompts, ledger_file=ledger_prompts, arch=arch, k=k)
+                         prompts=prompts, ledger_file=ledger_prompts, arch=arch, k=k,
+                         draft_vocab=draft_vocab)
     with Progress(*progress_columns(), console=console) as progress:
         reporter = _RichReporter(progress)
         generate_data(plan, reporter)

@@ -1,0 +1,155 @@
+"""``draft train --arch eagle3``: train, ship and install an EAGLE-3 head for a target.
+
+The shipped form is the head's own tensors (``eagle3.safetensors``: bfloat16, ``d2t``
+as int64), card and report; the embeddings are the target's, so ``draft install``
+writes a config and the tensors (float32) into a folder vLLM serves with ``method:
+eagle3``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from draft_models.acceptance import AcceptanceReport
+from draft_models.datagen import read_samples
+from draft_models.registry import fingerprint, write_card
+from draft_models.train import TrainPlan, TrainResult
+
+if TYPE_CHECKING:
+    from draft_models.eagle3 import Eagle3Head
+    from draft_models.pipeline import BuildPlan, Reporter
+
+EAGLE3_FILE = "eagle3.safetensors"
+ARCH_TYPE = "Eagle3Head"
+
+
+def default_aux_layers(num_layers: int) -> tuple[int, ...]:
+    """A low, a middle and the last residual stream (after that many target layers)."""
+    return (2, num_layers // 2, num_layers)
+
+
+def _features(plan: BuildPlan, target: Any, layers: tuple[int, ...],
+              split: str) -> tuple[list[Any], list[Any]]:
+    from draft_models.eagle3_train import aux_features
+
+    samples = list(read_samples(plan.work_dir / split))
+    name = f"eagle3-features-{split}{'-all' if split == 'heldout' else ''}.pt"
+    return samples, aux_features(target, samples, layers, plan.work_dir / name)
+
+
+def train_eagle3(plan: BuildPlan, reporter: Reporter) -> tuple[Eagle3Head, TrainResult]:
+    from draft_models.eagle3 import Eagle3Head, Eagle3Shape, draft_vocabulary, init_from_target
+    from draft_models.eagle3_train import Eagle3Objective
+    from draft_models.eagle_build import loaded_target
+    from draft_models.eagle_train import EaglePlan, EagleTrainer
+    from draft_models.head_layers import HeadShape
+    from draft_models.pipeline import training_progress
+
+    target, frozen = loaded_target(plan.target_dir)
+    layers = default_aux_layers(int(target.config.num_hidden_layers))
+    reporter.stage("target residual streams", 2)
+    train, train_feats = _features(plan, target, layers, "train")
+    reporter.advance(1, 2)
+    heldout, held_feats = _features(plan, target, layers, "heldout")
+    reporter.advance(2, 2)
+    vocab = draft_vocabulary([s.output_ids for s in train], plan.draft_vocab)
+    head = Eagle3Head(Eagle3Shape(HeadShape.of(target.config), layers, len(vocab)))
+    init_from_target(head, target, vocab)
+    del target
+    train_plan = TrainPlan(plan.work_dir / "checkpoint-eagle3.pt", steps=plan.steps,
+                           seed=plan.seed, eval_every=plan.eval_every, lr=plan.lr,
+                           batch_tokens=plan.batch_tokens, k=plan.k)
+    eagle_plan = EaglePlan(train_plan, passes=plan.k)
+    trainer = EagleTrainer(head, frozen, eagle_plan,
+                           lambda _: Eagle3Objective(head, frozen.embed, eagle_plan))
+    reporter.stage("training (EAGLE-3 head)", plan.steps)
+    n = plan.eval_samples
+    result = trainer.run(train, train_feats, heldout[:n], held_feats[:n],
+                         training_progress(reporter))
+    if trainer.best_state:
+        head.load_state_dict(trainer.best_state)
+    return head, result
+
+
+def load_head3(target_dir: Path, tensors_file: Path, layers: tuple[int, ...]) -> Eagle3Head:
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import LlamaConfig
+
+    from draft_models.eagle3 import Eagle3Head, Eagle3Shape
+    from draft_models.head_layers import HeadShape
+
+    config = LlamaConfig(**json.loads((target_dir / "config.json").read_text()))
+    tensors = load_file(str(tensors_file))
+    shape = Eagle3Shape(HeadShape.of(config), layers, int(tensors["d2t"].shape[0]))
+    head = Eagle3Head(shape)
+    head.load_state_dict({k: v if k == "d2t" else v.to(torch.float32)
+                          for k, v in tensors.items()})
+    return head
+
+
+def write_eagle3(plan: BuildPlan, head: Eagle3Head, result: TrainResult) -> Path:
+    """Ship the head in bfloat16 and re-measure acceptance after the rounding."""
+    import torch
+    from safetensors.torch import save_file
+
+    from draft_models.eagle3_train import eagle3_acceptance
+    from draft_models.eagle_build import loaded_target
+
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    path = plan.out_dir / EAGLE3_FILE
+    save_file({k: v.detach().contiguous() if k == "d2t" else
+               v.detach().to(torch.bfloat16).contiguous()
+               for k, v in head.state_dict().items()}, str(path))
+    layers = head.shape.aux_layers
+    shipped = load_head3(plan.target_dir, path, layers)
+    target, frozen = loaded_target(plan.target_dir)
+    heldout, feats = _features(plan, target, layers, "heldout")  # cached
+    final = eagle3_acceptance(shipped, frozen.embed, heldout, feats, result.best.k)
+    card = _card(plan, head, result, final, path)
+    write_card(plan.out_dir, card)
+    from draft_models.pipeline import render_report
+
+    (plan.out_dir / "REPORT.md").write_text(render_report(card))
+    return plan.out_dir
+
+
+def _card(plan: BuildPlan, head: Eagle3Head, result: TrainResult, final: AcceptanceReport,
+          path: Path) -> dict[str, Any]:
+    from draft_models.pipeline import data_summary
+
+    return {
+        "target": {"name": plan.target_name, **asdict(fingerprint(plan.target_dir))},
+        "architecture": {"type": ARCH_TYPE, "method": "eagle3", "num_layers": 1,
+                         "aux_layers": list(head.shape.aux_layers),
+                         "draft_vocab": head.shape.draft_vocab,
+                         "shared_with_target": ["model.embed_tokens"],
+                         "trained": ["fc_norm", "fc", "midlayer", "norm", "lm_head"],
+                         "stored_dtype": "bfloat16",
+                         "reads": "target's residual streams after aux_layers layers"},
+        "data": data_summary(plan),
+        "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
+                     "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
+                     "history": result.history, "machine": platform.machine(),
+                     "loss": f"over {plan.k} unrolled drafting steps: CE on greedy token + "
+                             "0.5 x soft CE on target top-5, over the draft vocabulary"},
+        "acceptance": {"k": final.k, "rate": final.rate,
+                       "mean_accepted_length": final.mean_accepted_length,
+                       "by_position": final.rate_by_position(),
+                       "measured": f"offline, exact drafting, {plan.held_out} held-out prompts"},
+        "files": {EAGLE3_FILE: hashlib.sha256(path.read_bytes()).hexdigest()},
+    }
+
+
+def materialize_eagle3(shipped: Path, card: dict[str, Any], target_dir: Path,
+                       dest: Path) -> None:
+    from draft_models.eagle3 import write_vllm_folder
+
+    layers = tuple(int(n) for n in card["architecture"]["aux_layers"])
+    write_vllm_folder(load_head3(target_dir, shipped / EAGLE3_FILE, layers), target_dir, dest)

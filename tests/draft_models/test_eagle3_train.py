@@ -1,0 +1,103 @@
+"""EAGLE-3 head training and build on a tiny target: streams, learning, shipping, install."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from draft_models.datagen import _write_shard, shard_path
+from draft_models.eagle3 import Eagle3Head, Eagle3Shape, draft_vocabulary, init_from_target
+from draft_models.eagle3_build import EAGLE3_FILE, load_head3
+from draft_models.eagle3_train import Eagle3Objective, aux_features, eagle3_acceptance
+from draft_models.eagle_train import EaglePlan, EagleTrainer, Frozen
+from draft_models.head_layers import HeadShape
+from draft_models.materialize import materialize
+from draft_models.pipeline import BuildPlan, train_draft, write_draft
+from draft_models.registry import read_card
+from draft_models.train import TrainPlan
+from tests.draft_models.conftest import chain_samples
+
+
+def _target(folder: Path) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32)
+
+
+def test_aux_features_when_computed_then_the_residual_streams_after_those_layers(
+    tiny_target: Path, tmp_path: Path
+) -> None:
+    target = _target(tiny_target)
+    samples = chain_samples(2)
+    feats = aux_features(target, samples, (1, 3), tmp_path / "aux.pt")  # of 3 layers
+    ids = torch.tensor([list(samples[0].prompt_ids) + list(samples[0].output_ids)])
+    with torch.no_grad():
+        states = target.model(input_ids=ids, output_hidden_states=True).hidden_states
+    h = target.config.hidden_size
+    assert feats[0].shape == (ids.shape[1], 2 * h)
+    torch.testing.assert_close(feats[0][:, :h], states[1][0])  # after layer 1
+    final = target.model.norm(feats[0][:, h:])
+    torch.testing.assert_close(final, states[-1][0], rtol=1e-4, atol=1e-5)  # after the last: pre-norm
+
+
+def test_eagle3_training_when_answers_follow_a_rule_then_acceptance_rises(
+    tiny_target: Path, tmp_path: Path
+) -> None:
+    target = _target(tiny_target)
+    samples = chain_samples(48)
+    train, heldout = samples[:40], samples[40:]
+    layers = (1, 2)
+    train_feats = aux_features(target, train, layers, tmp_path / "train.pt")
+    held_feats = aux_features(target, heldout, layers, tmp_path / "held.pt")
+    vocab = draft_vocabulary([s.output_ids for s in train], 128)
+    head = Eagle3Head(Eagle3Shape(HeadShape.of(target.config), layers, len(vocab)))
+    init_from_target(head, target, vocab)
+    embed = target.model.embed_tokens.weight.detach()
+    plan = EaglePlan(TrainPlan(tmp_path / "e3.pt", steps=300, batch_tokens=256, lr=3e-2,
+                               warmup=2, eval_every=100, checkpoint_every=100, threads=1, k=3))
+    before = eagle3_acceptance(head, embed, heldout, held_feats, 3)
+    trainer = EagleTrainer(head, Frozen(embed, target.lm_head.weight.detach()), plan,
+                           lambda _: Eagle3Objective(head, embed, plan))
+    result = trainer.run(train, train_feats, heldout, held_feats, lambda *_: None)
+    assert before.rate < 0.05 and result.best.rate > 0.25, result.history
+    assert result.best.rate_by_position()[2] > 0.05  # later drafts too, from its own states
+
+
+class _Quiet:
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, done: int, total: int, info: str = "") -> None:
+        pass
+
+
+def test_eagle3_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_folder(
+    tiny_target: Path, tmp_path: Path
+) -> None:
+    work, out = tmp_path / "work", tmp_path / "shipped" / "tiny-eagle3"
+    samples = chain_samples(30)
+    for sub, part in (("train", samples[:24]), ("heldout", samples[24:])):
+        (work / sub).mkdir(parents=True)
+        _write_shard(shard_path(work / sub, 0), part)
+    plan = BuildPlan("tiny", tiny_target, work, out, steps=6, held_out=6, eval_every=3,
+                     eval_samples=6, batch_tokens=256, arch="eagle3", k=2, draft_vocab=32)
+    head, result = train_draft(plan, _Quiet())
+    assert result.steps == 6 and head.shape.draft_vocab == 32
+    folder = write_draft(plan, head, result)
+
+    card = read_card(folder)
+    assert card["architecture"]["type"] == "Eagle3Head" and card["acceptance"]["k"] == 2
+    assert card["architecture"]["draft_vocab"] == 32
+    shipped = load_head3(tiny_target, folder / EAGLE3_FILE, head.shape.aux_layers)
+    for name, tensor in head.state_dict().items():  # bfloat16 on disk, d2t exact
+        torch.testing.assert_close(shipped.state_dict()[name], tensor, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(shipped.d2t, head.d2t, rtol=0, atol=0)
+
+    installed = materialize(folder, tiny_target, tmp_path / "cache")
+    assert installed.name == "tiny-eagle3"
+    config = json.loads((installed / "config.json").read_text())
+    assert config["architectures"] == ["Eagle3LlamaForCausalLM"]
+    assert config["eagle_aux_hidden_state_layer_ids"] == list(head.shape.aux_layers)
