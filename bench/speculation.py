@@ -65,9 +65,10 @@ class BenchConfig:
     speculation: dict[str, Any]  # SpeculationConfig fields
 
 
-def configs(draft_dir: Path, eagle_dir: Path) -> list[BenchConfig]:
+def configs(draft_dir: Path, eagle_dir: Path, eagle3_dir: Path) -> list[BenchConfig]:
     draft = {"method": "draft_model", "draft_path": str(draft_dir), "num_speculative_tokens": 3}
     eagle = {"method": "eagle", "draft_path": str(eagle_dir), "num_speculative_tokens": 2}
+    eagle3 = {"method": "eagle3", "draft_path": str(eagle3_dir), "num_speculative_tokens": 2}
     ngram = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_min": 2,
              "prompt_lookup_max": 4}
     return [
@@ -78,6 +79,9 @@ def configs(draft_dir: Path, eagle_dir: Path) -> list[BenchConfig]:
         BenchConfig("draft-adaptive", {**draft, "max_batch_size": 4}),
         BenchConfig("eagle", eagle),
         BenchConfig("eagle-adaptive", {**eagle, "max_batch_size": 4}),
+        BenchConfig("eagle3", eagle3),
+        BenchConfig("eagle3-k1", {**eagle3, "num_speculative_tokens": 1}),
+        BenchConfig("eagle3-adaptive", {**eagle3, "max_batch_size": 4}),
     ]
 
 
@@ -165,7 +169,8 @@ def machine() -> dict[str, Any]:
 
 def _child(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.speculation", "--only", name, "--out", str(out),
-           "--model", str(args.model), "--draft", str(args.draft), "--eagle", str(args.eagle)]
+           "--model", str(args.model), "--draft", str(args.draft), "--eagle", str(args.eagle),
+           "--eagle3", str(args.eagle3)]
     subprocess.run(cmd, cwd=REPO, check=True)
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -178,6 +183,8 @@ def main() -> None:
     parser.add_argument("--draft", type=Path, default=cache / "smollm2-135m-instruct-draft-2l")
     parser.add_argument("--eagle", type=Path,
                         default=cache / "smollm2-135m-instruct-eagle")
+    parser.add_argument("--eagle3", type=Path,
+                        default=cache / "smollm2-135m-instruct-eagle3")
     parser.add_argument("--only", help="run one configuration in this process")
     parser.add_argument("--configs", help="comma-separated subset (default: all)")
     parser.add_argument("--out", type=Path)
@@ -185,7 +192,7 @@ def main() -> None:
                         "earlier run's /tmp/spec-bench-<name>.json instead of measuring")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    chosen = {c.name: c for c in configs(args.draft, args.eagle)}
+    chosen = {c.name: c for c in configs(args.draft, args.eagle, args.eagle3)}
     if args.only:
         args.out.write_text(json.dumps(measure_one(args.model, chosen[args.only])))
         return

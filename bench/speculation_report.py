@@ -35,6 +35,14 @@ def _acceptance(run: dict[str, Any]) -> str:
     return f"{run['acceptance']:.0%} ({by_pos})"
 
 
+def step_cost(run: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """Wall time of one verify step over one plain decode step (tokens - accepted = steps)."""
+    if base is None or "acceptance" not in run:
+        return "-"
+    per_step = run["wall_s"] / (run["tokens"] - run["accepted"])
+    return f"{per_step / (base['wall_s'] / base['tokens']):.2f}"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     results = report["results"]
     base = next((r for r in results if r["config"] == "none"), None)
@@ -47,13 +55,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         " (shared machine: absolute numbers are noisy, ratios less so).",
         "",
         "| config | chat batch 1 tok/s | repeat batch 1 tok/s | 16 concurrent chat tok/s "
-        "| acceptance chat (by position) | acceptance repeat | identical to none |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| acceptance chat (by position) | acceptance repeat | step cost chat b1 "
+        "| identical to none |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
         ident = " / ".join(r[w].get("identical", "-") for w in WORKLOADS)
         cells = [_cell(r[w], base[w] if base else None) for w in WORKLOADS]
+        cost = step_cost(r["chat_batch1"], base["chat_batch1"] if base else None)
         lines.append(f"| {r['config']} | {' | '.join(cells)} | {_acceptance(r['chat_batch1'])} "
-                     f"| {_acceptance(r['repeat_batch1'])} | {ident} |")
-    lines.append("")
+                     f"| {_acceptance(r['repeat_batch1'])} | {cost} | {ident} |")
+    lines += ["", "Step cost: wall time per verify step (tokens - accepted) over a plain decode "
+              "step, chat batch 1: what one round of drafting adds.", ""]
     return "\n".join(lines)
