@@ -192,19 +192,27 @@ def _card(
     }
 
 
+def _kind(arch: dict[str, Any]) -> str:
+    if arch["type"] == "EagleHead":
+        return "EAGLE head (one layer on the target's hidden states) sharing the target's " \
+               "embeddings and head"
+    if arch["type"] == "Eagle3Head":
+        return (f"EAGLE-3 head (one layer on the target's streams after layers "
+                f"{', '.join(map(str, arch['aux_layers']))}) with its own "
+                f"{arch['draft_vocab']}-token head, sharing the target's embeddings")
+    return f"{arch['num_layers']}-layer Llama sharing the target's embeddings and head"
+
+
 def render_report(card: dict[str, Any]) -> str:
     acc, train = card["acceptance"], card["training"]
     rows = "\n".join(f"| {i + 1} | {rate:.1%} |" for i, rate in enumerate(acc["by_position"]))
     history = "\n".join(f"| {int(h['step'])} | {h['acceptance']:.1%} | "
                         f"{h['mean_accepted_length']:.2f} |" for h in train["history"])
-    kind = ("EAGLE head (one layer on the target's hidden states)"
-             if card["architecture"]["type"] == "EagleHead"
-             else f"{card['architecture']['num_layers']}-layer Llama")
     return (
         f"# Draft for {card['target']['name']}\n\n"
-        f"{kind} sharing the target's embeddings "
-        f"and head; {card['data']['prompts']} prompts, {card['data']['answer_tokens']} answer "
-        f"tokens; {train['steps']} steps (best {train['best_step']}), {train['wall_s']} s.\n\n"
+        f"{_kind(card['architecture'])}; {card['data']['prompts']} prompts, "
+        f"{card['data']['answer_tokens']} answer tokens; {train['steps']} steps "
+        f"(best {train['best_step']}), {train['wall_s']} s.\n\n"
         f"Held-out acceptance (k={acc['k']}): {acc['rate']:.1%}, "
         f"{acc['mean_accepted_length']:.2f} tokens per target forward ({acc['measured']}).\n\n"
         f"| position | accepted |\n| --- | --- |\n{rows}\n\n"

@@ -86,8 +86,8 @@ def test_write_vllm_folder_then_names_and_config_are_what_vllm_eagle3_loads(
     from safetensors.torch import load_file
 
     tensors = load_file(str(tmp_path / "head" / "model.safetensors"))
-    assert {"fc.weight", "fc_norm.2.weight", "midlayer.hidden_norm.weight",
-            "midlayer.input_layernorm.weight", "norm.weight", "lm_head.weight", "d2t"} <= set(tensors)
+    assert {"fc.weight", "fc_norm.2.weight", "midlayer.hidden_norm.weight", "norm.weight",
+            "midlayer.input_layernorm.weight", "lm_head.weight", "d2t"} <= set(tensors)
     assert tensors["midlayer.self_attn.q_proj.weight"].shape == (32, 64)  # reads 2H
     assert tensors["d2t"].dtype == torch.int64 and tensors["lm_head.weight"].shape == (10, 32)
     assert not any("embed" in n for n in tensors)

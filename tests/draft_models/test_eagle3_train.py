@@ -39,8 +39,8 @@ def test_aux_features_when_computed_then_the_residual_streams_after_those_layers
     h = target.config.hidden_size
     assert feats[0].shape == (ids.shape[1], 2 * h)
     torch.testing.assert_close(feats[0][:, :h], states[1][0])  # after layer 1
-    final = target.model.norm(feats[0][:, h:])
-    torch.testing.assert_close(final, states[-1][0], rtol=1e-4, atol=1e-5)  # after the last: pre-norm
+    final = target.model.norm(feats[0][:, h:])  # after the last layer: before the norm
+    torch.testing.assert_close(final, states[-1][0], rtol=1e-4, atol=1e-5)
 
 
 def test_eagle3_training_when_answers_follow_a_rule_then_acceptance_rises(
@@ -91,6 +91,7 @@ def test_eagle3_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_fol
     card = read_card(folder)
     assert card["architecture"]["type"] == "Eagle3Head" and card["acceptance"]["k"] == 2
     assert card["architecture"]["draft_vocab"] == 32
+    assert "EAGLE-3 head" in (folder / "REPORT.md").read_text()
     shipped = load_head3(tiny_target, folder / EAGLE3_FILE, head.shape.aux_layers)
     for name, tensor in head.state_dict().items():  # bfloat16 on disk, d2t exact
         torch.testing.assert_close(shipped.state_dict()[name], tensor, rtol=1e-2, atol=1e-2)
