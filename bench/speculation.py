@@ -1,6 +1,7 @@
 """The speculation table: none / n-gram / trained draft, batch 1 and 16 concurrent.
 
-Offline vLLM (the engine the gateway embeds), float32, eager, greedy, both cores.
+Offline vLLM (the engine the gateway embeds), float32, eager (``--compiled``: vLLM's
+torch.compile mode), greedy, both cores.
 Each configuration runs in its own process, one after another (one engine at a time).
 Per configuration: chat prompts one at a time (batch 1), prompts that repeat their
 input one at a time, and 16 chat prompts at once. Outputs are compared token for token
@@ -81,17 +82,19 @@ def configs(draft_dir: Path, eagle_dir: Path, eagle3_dir: Path) -> list[BenchCon
         BenchConfig("eagle-adaptive", {**eagle, "max_batch_size": 4}),
         BenchConfig("eagle3", eagle3),
         BenchConfig("eagle3-k1", {**eagle3, "num_speculative_tokens": 1}),
+        BenchConfig("eagle3-k1-adaptive", {**eagle3, "num_speculative_tokens": 1,
+                                           "max_batch_size": 4}),
         BenchConfig("eagle3-adaptive", {**eagle3, "max_batch_size": 4}),
     ]
 
 
-def _llm(model_dir: Path, speculation: dict[str, Any]) -> Any:
+def _llm(model_dir: Path, speculation: dict[str, Any], eager: bool = True) -> Any:
     from engine.config import CpuConfig, EngineConfig, SpeculationConfig
 
     spec = {**speculation}
     if spec.get("draft_path"):
         spec["draft_path"] = Path(spec["draft_path"])
-    config = EngineConfig("bench", model_dir, max_num_seqs=32,
+    config = EngineConfig("bench", model_dir, max_num_seqs=32, enforce_eager=eager,
                           speculation=SpeculationConfig(**spec), cpu=CpuConfig(kv_cache_gib=1))
     os.environ.update(config.cpu.environment())
     from vllm import LLM
@@ -145,8 +148,8 @@ def _acceptance(outputs: list[Any]) -> dict[str, Any]:
             "accepted_by_position": [c / steps for c in per_pos]}
 
 
-def measure_one(model_dir: Path, config: BenchConfig) -> dict[str, Any]:
-    llm = _llm(model_dir, config.speculation)
+def measure_one(model_dir: Path, config: BenchConfig, eager: bool = True) -> dict[str, Any]:
+    llm = _llm(model_dir, config.speculation, eager)
     chat, repeat = _chat_ids(model_dir, CHAT), _chat_ids(model_dir, REPEAT)
     _run(llm, chat[:2], together=True)  # warm-up
     result = {
@@ -170,7 +173,7 @@ def machine() -> dict[str, Any]:
 def _child(name: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.speculation", "--only", name, "--out", str(out),
            "--model", str(args.model), "--draft", str(args.draft), "--eagle", str(args.eagle),
-           "--eagle3", str(args.eagle3)]
+           "--eagle3", str(args.eagle3)] + (["--compiled"] if args.compiled else [])
     subprocess.run(cmd, cwd=REPO, check=True)
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -185,30 +188,37 @@ def main() -> None:
                         default=cache / "smollm2-135m-instruct-eagle")
     parser.add_argument("--eagle3", type=Path,
                         default=cache / "smollm2-135m-instruct-eagle3")
+    parser.add_argument("--compiled", action="store_true",
+                        help="torch.compile the models (vLLM's default) instead of eager")
     parser.add_argument("--only", help="run one configuration in this process")
     parser.add_argument("--configs", help="comma-separated subset (default: all)")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reuse", help="comma-separated configurations to read from an "
-                        "earlier run's /tmp/spec-bench-<name>.json instead of measuring")
+                        "earlier run's /tmp/spec-bench[-compiled]-<name>.json instead of "
+                        "measuring")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     chosen = {c.name: c for c in configs(args.draft, args.eagle, args.eagle3)}
     if args.only:
-        args.out.write_text(json.dumps(measure_one(args.model, chosen[args.only])))
+        args.out.write_text(json.dumps(measure_one(args.model, chosen[args.only],
+                                                   eager=not args.compiled)))
         return
     names = args.configs.split(",") if args.configs else list(chosen)
     before = machine()
     reuse = set(args.reuse.split(",")) if args.reuse else set()
+    mode = "-compiled" if args.compiled else ""
     results = [
-        json.loads(Path(f"/tmp/spec-bench-{n}.json").read_text()) if n in reuse
-        else _child(n, args, Path(f"/tmp/spec-bench-{n}.json"))
+        json.loads(Path(f"/tmp/spec-bench{mode}-{n}.json").read_text()) if n in reuse
+        else _child(n, args, Path(f"/tmp/spec-bench{mode}-{n}.json"))
         for n in names
     ]
     compare_outputs(results)
     report = {"date": date.today().isoformat(), "machine": before,
+              "mode": "compiled" if args.compiled else "eager",
               "load_avg_1m_end": os.getloadavg()[0], "max_tokens": MAX_TOKENS,
               "results": results}
-    stem = REPO / "bench" / "results" / f"{date.today().isoformat()}-{platform.node()}-speculation"
+    stem = REPO / "bench" / "results" / \
+        f"{date.today().isoformat()}-{platform.node()}-speculation{mode}"
     stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     stem.with_suffix(".md").write_text(render_markdown(report))
     print(stem.with_suffix(".md").read_text())

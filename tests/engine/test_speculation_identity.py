@@ -2,8 +2,9 @@
 
 This needs a second engine configuration (a proposer loaded next to the target), so the
 module starts a speculative gateway per proposer, one after the other: the shipped small
-Llama draft (profile ``test-speculation``, 3 tokens) and the shipped EAGLE head (profile
-``test-eagle``, 2 tokens), and compares each against the session's plain ``live_gateway``.
+Llama draft (profile ``test-speculation``, 3 tokens), the shipped EAGLE head (profile
+``test-eagle``, 2 tokens) and the shipped EAGLE-3 head with its own vocabulary (profile
+``test-eagle3``, 2 tokens), and compares each against the session's plain ``live_gateway``.
 All run float32, where multi-token verification reproduces one-token decoding exactly.
 """
 
@@ -30,7 +31,8 @@ PROMPTS = (
 )
 
 
-PROFILES = {"test-speculation": 3, "test-eagle": 2}  # profile: drafted tokens per step
+# profile: drafted tokens per step
+PROFILES = {"test-speculation": 3, "test-eagle": 2, "test-eagle3": 2}
 
 
 @pytest.fixture(scope="module", params=list(PROFILES))
