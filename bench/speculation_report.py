@@ -50,7 +50,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Speculative decoding on {report['machine']['cpu']} "
         f"({report['machine']['cores']} cores), {report['date']}",
         "",
-        f"Offline vLLM, float32, eager, greedy, {report['max_tokens']} tokens max. Load average "
+        f"Offline vLLM, float32, {report.get('mode', 'eager')}, greedy, "
+        f"{report['max_tokens']} tokens max. Load average "
         f"{report['machine']['load_avg_1m']:.1f} at start, {report['load_avg_1m_end']:.1f} at end"
         " (shared machine: absolute numbers are noisy, ratios less so).",
         "",
