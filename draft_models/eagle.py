@@ -97,16 +97,22 @@ def init_from_target(head: EagleHead, target: Any) -> None:
 
 def write_vllm_folder(head: EagleHead, target_dir: Path, folder: Path) -> None:
     """A folder vLLM serves with ``method: eagle``: config, ``fc`` + one layer, tokenizer."""
+    config = json.loads((target_dir / "config.json").read_text())
+    config.update(num_hidden_layers=1, architectures=["LlamaForCausalLM"])
+    config.pop("layer_types", None)
+    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in head.state_dict().items()}
+    write_head_folder(config, tensors, target_dir, folder)
+
+
+def write_head_folder(config: dict[str, Any], tensors: dict[str, torch.Tensor],
+                      target_dir: Path, folder: Path) -> None:
+    """Config, tensors and the target's tokenizer files, staged and then moved into place."""
     from safetensors.torch import save_file
 
     staging = folder.with_name(folder.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    config = json.loads((target_dir / "config.json").read_text())
-    config.update(num_hidden_layers=1, architectures=["LlamaForCausalLM"])
-    config.pop("layer_types", None)
     (staging / "config.json").write_text(json.dumps(config, indent=2))
-    tensors = {k: v.detach().to(torch.float32).contiguous() for k, v in head.state_dict().items()}
     save_file(tensors, str(staging / WEIGHTS_FILE))
     for name in _TOKENIZER_FILES:
         if (target_dir / name).is_file():

@@ -17,7 +17,6 @@ vLLM's ``Eagle3LlamaForCausalLM`` (``method: eagle3``) and these are the names i
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from draft_models.eagle import write_head_folder
 from draft_models.head_layers import Attention, HeadShape, Mlp, attend, shift
-
-WEIGHTS_FILE = "model.safetensors"
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "chat_template.jinja", "generation_config.json")
 
 
 @dataclass(frozen=True)
@@ -159,18 +155,7 @@ def vllm_config(head: Eagle3Head, target_config: dict[str, Any]) -> dict[str, An
 
 def write_vllm_folder(head: Eagle3Head, target_dir: Path, folder: Path) -> None:
     """A folder vLLM serves with ``method: eagle3``: config, head tensors, tokenizer."""
-    from safetensors.torch import save_file
-
-    staging = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
     config = vllm_config(head, json.loads((target_dir / "config.json").read_text()))
-    (staging / "config.json").write_text(json.dumps(config, indent=2))
     tensors = {k: v.detach().contiguous() if k == "d2t" else v.detach().float().contiguous()
                for k, v in head.state_dict().items()}
-    save_file(tensors, str(staging / WEIGHTS_FILE))
-    for name in _TOKENIZER_FILES:
-        if (target_dir / name).is_file():
-            shutil.copy2(target_dir / name, staging / name)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    write_head_folder(config, tensors, target_dir, folder)

@@ -8,15 +8,12 @@ eagle3``.
 
 from __future__ import annotations
 
-import hashlib
-import platform
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from draft_models.acceptance import AcceptanceReport
 from draft_models.datagen import read_samples
-from draft_models.registry import fingerprint, write_card
+from draft_models.registry import write_card
 from draft_models.train import TrainPlan, TrainResult
 
 if TYPE_CHECKING:
@@ -122,29 +119,17 @@ def write_eagle3(plan: BuildPlan, head: Eagle3Head, result: TrainResult) -> Path
 
 def _card(plan: BuildPlan, head: Eagle3Head, result: TrainResult, final: AcceptanceReport,
           path: Path) -> dict[str, Any]:
-    from draft_models.pipeline import data_summary
+    from draft_models.eagle_build import head_card
 
-    return {
-        "target": {"name": plan.target_name, **asdict(fingerprint(plan.target_dir))},
-        "architecture": {"type": ARCH_TYPE, "method": "eagle3", "num_layers": 1,
-                         "aux_layers": list(head.shape.aux_layers),
-                         "draft_vocab": head.shape.draft_vocab,
-                         "shared_with_target": ["model.embed_tokens"],
-                         "trained": ["fc_norm", "fc", "midlayer", "norm", "lm_head"],
-                         "stored_dtype": "bfloat16",
-                         "reads": "target's residual streams after aux_layers layers"},
-        "data": data_summary(plan),
-        "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
-                     "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
-                     "history": result.history, "machine": platform.machine(),
-                     "loss": f"over {plan.k} unrolled drafting steps: CE on greedy token + "
-                             "0.5 x soft CE on target top-5, over the draft vocabulary"},
-        "acceptance": {"k": final.k, "rate": final.rate,
-                       "mean_accepted_length": final.mean_accepted_length,
-                       "by_position": final.rate_by_position(),
-                       "measured": f"offline, exact drafting, {plan.held_out} held-out prompts"},
-        "files": {EAGLE3_FILE: hashlib.sha256(path.read_bytes()).hexdigest()},
-    }
+    architecture = {"type": ARCH_TYPE, "method": "eagle3", "num_layers": 1,
+                    "aux_layers": list(head.shape.aux_layers),
+                    "draft_vocab": head.shape.draft_vocab,
+                    "shared_with_target": ["model.embed_tokens"],
+                    "trained": ["fc_norm", "fc", "midlayer", "norm", "lm_head"],
+                    "stored_dtype": "bfloat16",
+                    "reads": "target's residual streams after aux_layers layers"}
+    return head_card(plan, architecture, result, final, path,
+                     "0.5 x soft CE on target top-5, over the draft vocabulary")
 
 
 def materialize_eagle3(shipped: Path, card: dict[str, Any], target_dir: Path,

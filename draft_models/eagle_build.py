@@ -112,25 +112,33 @@ def write_eagle(plan: BuildPlan, head: EagleHead, result: TrainResult) -> Path:
 
 def _card(plan: BuildPlan, result: TrainResult, final: AcceptanceReport,
           path: Path) -> dict[str, Any]:
+    architecture = {"type": ARCH_TYPE, "method": "eagle", "num_layers": 1,
+                    "shared_with_target": ["model.embed_tokens", "lm_head"],
+                    "trained": ["fc", "layers.0"], "stored_dtype": "bfloat16",
+                    "reads": "target's final hidden state"}
+    return head_card(plan, architecture, result, final, path,
+                     "0.5 x soft CE on target top-5 + smooth-L1 to target hidden state")
+
+
+def head_card(plan: BuildPlan, architecture: dict[str, Any], result: TrainResult,
+              final: AcceptanceReport, path: Path, loss: str) -> dict[str, Any]:
+    """A head's card: target, architecture, data, training, acceptance and file hash."""
     from draft_models.pipeline import data_summary
 
     return {
         "target": {"name": plan.target_name, **asdict(fingerprint(plan.target_dir))},
-        "architecture": {"type": ARCH_TYPE, "method": "eagle", "num_layers": 1,
-                         "shared_with_target": ["model.embed_tokens", "lm_head"],
-                         "trained": ["fc", "layers.0"], "stored_dtype": "bfloat16",
-                         "reads": "target's final hidden state"},
+        "architecture": architecture,
         "data": data_summary(plan),
         "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
                      "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
                      "history": result.history, "machine": platform.machine(),
                      "loss": f"over {plan.k} unrolled drafting steps: CE on greedy token + "
-                             "0.5 x soft CE on target top-5 + smooth-L1 to target hidden state"},
+                             + loss},
         "acceptance": {"k": final.k, "rate": final.rate,
                        "mean_accepted_length": final.mean_accepted_length,
                        "by_position": final.rate_by_position(),
                        "measured": f"offline, exact drafting, {plan.held_out} held-out prompts"},
-        "files": {EAGLE_FILE: hashlib.sha256(path.read_bytes()).hexdigest()},
+        "files": {path.name: hashlib.sha256(path.read_bytes()).hexdigest()},
     }
 
 
