@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from draft_models.datagen import Sample
+from draft_models.datagen import Sample, _write_shard, shard_path
 
 
 def write_tokenizer(folder: Path, vocab_size: int) -> None:
@@ -53,3 +53,20 @@ def chain_samples(count: int, seed: int = 0) -> list[Sample]:
         top_lps = tuple((-0.1, -2.5) for _ in output)
         samples.append(Sample((1, output[0]), tuple(output), top_ids, top_lps))
     return samples
+
+
+class QuietReporter:
+    """A build reporter that shows nothing."""
+
+    def stage(self, name: str, total: int) -> None:
+        pass
+
+    def advance(self, done: int, total: int, info: str = "") -> None:
+        pass
+
+
+def write_split(work: Path, samples: list[Sample], train: int) -> None:
+    """Distillation data as ``generate_data`` leaves it: one shard each of train and heldout."""
+    for sub, part in (("train", samples[:train]), ("heldout", samples[train:])):
+        (work / sub).mkdir(parents=True)
+        _write_shard(shard_path(work / sub, 0), part)

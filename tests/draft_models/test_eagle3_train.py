@@ -8,7 +8,6 @@ from typing import Any
 
 import torch
 
-from draft_models.datagen import _write_shard, shard_path
 from draft_models.eagle3 import Eagle3Head, Eagle3Shape, draft_vocabulary, init_from_target
 from draft_models.eagle3_build import EAGLE3_FILE, load_head3
 from draft_models.eagle3_train import Eagle3Objective, aux_features, eagle3_acceptance
@@ -18,7 +17,7 @@ from draft_models.materialize import materialize
 from draft_models.pipeline import BuildPlan, train_draft, write_draft
 from draft_models.registry import read_card
 from draft_models.train import TrainPlan
-from tests.draft_models.conftest import chain_samples
+from tests.draft_models.conftest import QuietReporter, chain_samples, write_split
 
 
 def _target(folder: Path) -> Any:
@@ -66,25 +65,14 @@ def test_eagle3_training_when_answers_follow_a_rule_then_acceptance_rises(
     assert result.best.rate_by_position()[2] > 0.05  # later drafts too, from its own states
 
 
-class _Quiet:
-    def stage(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, done: int, total: int, info: str = "") -> None:
-        pass
-
-
 def test_eagle3_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_folder(
     tiny_target: Path, tmp_path: Path
 ) -> None:
     work, out = tmp_path / "work", tmp_path / "shipped" / "tiny-eagle3"
-    samples = chain_samples(30)
-    for sub, part in (("train", samples[:24]), ("heldout", samples[24:])):
-        (work / sub).mkdir(parents=True)
-        _write_shard(shard_path(work / sub, 0), part)
+    write_split(work, chain_samples(30), train=24)
     plan = BuildPlan("tiny", tiny_target, work, out, steps=6, held_out=6, eval_every=3,
                      eval_samples=6, batch_tokens=256, arch="eagle3", k=2, draft_vocab=32)
-    head, result = train_draft(plan, _Quiet())
+    head, result = train_draft(plan, QuietReporter())
     assert result.steps == 6 and head.shape.draft_vocab == 32
     folder = write_draft(plan, head, result)
 

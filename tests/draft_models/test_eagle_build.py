@@ -7,33 +7,21 @@ from pathlib import Path
 
 import torch
 
-from draft_models.datagen import _write_shard, shard_path
 from draft_models.eagle_build import EAGLE_FILE, load_head
 from draft_models.materialize import materialize
 from draft_models.pipeline import BuildPlan, train_draft, write_draft
 from draft_models.registry import read_card
-from tests.draft_models.conftest import chain_samples
-
-
-class _Quiet:
-    def stage(self, name: str, total: int) -> None:
-        pass
-
-    def advance(self, done: int, total: int, info: str = "") -> None:
-        pass
+from tests.draft_models.conftest import QuietReporter, chain_samples, write_split
 
 
 def test_eagle_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_folder(
     tiny_target: Path, tmp_path: Path
 ) -> None:
     work, out = tmp_path / "work", tmp_path / "shipped" / "tiny-eagle"
-    samples = chain_samples(30)
-    for sub, part in (("train", samples[:24]), ("heldout", samples[24:])):
-        (work / sub).mkdir(parents=True)
-        _write_shard(shard_path(work / sub, 0), part)
+    write_split(work, chain_samples(30), train=24)
     plan = BuildPlan("tiny", tiny_target, work, out, steps=6, held_out=6, eval_every=3,
                      eval_samples=6, batch_tokens=256, arch="eagle", k=2)
-    head, result = train_draft(plan, _Quiet())
+    head, result = train_draft(plan, QuietReporter())
     assert result.steps == 6 and [h["step"] for h in result.history] == [3.0, 6.0]
     folder = write_draft(plan, head, result)
 
