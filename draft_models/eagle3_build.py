@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from draft_models.acceptance import AcceptanceReport
 from draft_models.datagen import read_samples
 from draft_models.registry import write_card
-from draft_models.train import TrainPlan, TrainResult
+from draft_models.train import TrainResult
 
 if TYPE_CHECKING:
     from draft_models.eagle3 import Eagle3Head
@@ -41,10 +41,9 @@ def _features(plan: BuildPlan, target: Any, layers: tuple[int, ...],
 def train_eagle3(plan: BuildPlan, reporter: Reporter) -> tuple[Eagle3Head, TrainResult]:
     from draft_models.eagle3 import Eagle3Head, Eagle3Shape, draft_vocabulary, init_from_target
     from draft_models.eagle3_train import Eagle3Objective
-    from draft_models.eagle_build import loaded_target
-    from draft_models.eagle_train import EaglePlan, EagleTrainer
+    from draft_models.eagle_build import head_plan, loaded_target, run_trainer
+    from draft_models.eagle_train import EagleTrainer
     from draft_models.head_layers import HeadShape
-    from draft_models.pipeline import training_progress
 
     target, frozen = loaded_target(plan.target_dir)
     layers = default_aux_layers(int(target.config.num_hidden_layers))
@@ -57,18 +56,11 @@ def train_eagle3(plan: BuildPlan, reporter: Reporter) -> tuple[Eagle3Head, Train
     head = Eagle3Head(Eagle3Shape(HeadShape.of(target.config), layers, len(vocab)))
     init_from_target(head, target, vocab)
     del target
-    train_plan = TrainPlan(plan.work_dir / "checkpoint-eagle3.pt", steps=plan.steps,
-                           seed=plan.seed, eval_every=plan.eval_every, lr=plan.lr,
-                           batch_tokens=plan.batch_tokens, k=plan.k)
-    eagle_plan = EaglePlan(train_plan, passes=plan.k)
+    eagle_plan = head_plan(plan, "checkpoint-eagle3.pt")
     trainer = EagleTrainer(head, frozen, eagle_plan,
                            lambda _: Eagle3Objective(head, frozen.embed, eagle_plan))
     reporter.stage("training (EAGLE-3 head)", plan.steps)
-    n = plan.eval_samples
-    result = trainer.run(train, train_feats, heldout[:n], held_feats[:n],
-                         training_progress(reporter))
-    if trainer.best_state:
-        head.load_state_dict(trainer.best_state)
+    result = run_trainer(trainer, plan, reporter, (train, train_feats, heldout, held_feats))
     return head, result
 
 

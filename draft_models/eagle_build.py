@@ -21,6 +21,7 @@ from draft_models.train import TrainPlan, TrainResult
 
 if TYPE_CHECKING:
     from draft_models.eagle import EagleHead
+    from draft_models.eagle_train import EaglePlan, EagleTrainer
     from draft_models.pipeline import BuildPlan, Reporter
 
 EAGLE_FILE = "eagle.safetensors"
@@ -41,7 +42,7 @@ def loaded_target(target_dir: Path) -> tuple[Any, Any]:
 
 def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainResult]:
     from draft_models.eagle import EagleHead, init_from_target
-    from draft_models.eagle_train import EaglePlan, EagleTrainer, target_features
+    from draft_models.eagle_train import EagleTrainer, target_features
     from draft_models.head_layers import HeadShape
 
     target, frozen = loaded_target(plan.target_dir)
@@ -55,19 +56,35 @@ def train_eagle(plan: BuildPlan, reporter: Reporter) -> tuple[EagleHead, TrainRe
     head = EagleHead(HeadShape.of(target.config))
     init_from_target(head, target)
     del target
-    train_plan = TrainPlan(plan.work_dir / "checkpoint-eagle.pt", steps=plan.steps,
-                           seed=plan.seed, eval_every=plan.eval_every, lr=plan.lr,
-                           batch_tokens=plan.batch_tokens, k=plan.k)
-    trainer = EagleTrainer(head, frozen, EaglePlan(train_plan, passes=plan.k))
+    eagle_plan = head_plan(plan, "checkpoint-eagle.pt")
+    trainer = EagleTrainer(head, frozen, eagle_plan)
     reporter.stage("training (EAGLE head)", plan.steps)
+    result = run_trainer(trainer, plan, reporter, (train, train_feats, heldout, held_feats))
+    return head, result
+
+
+def head_plan(plan: BuildPlan, checkpoint: str) -> EaglePlan:
+    """The trainer's plan for a head: the build's steps and data sizes, ``k`` passes."""
+    from draft_models.eagle_train import EaglePlan
+
+    train_plan = TrainPlan(plan.work_dir / checkpoint, steps=plan.steps, seed=plan.seed,
+                           eval_every=plan.eval_every, lr=plan.lr,
+                           batch_tokens=plan.batch_tokens, k=plan.k)
+    return EaglePlan(train_plan, passes=plan.k)
+
+
+def run_trainer(trainer: EagleTrainer, plan: BuildPlan, reporter: Reporter,
+                data: tuple[list[Any], list[Any], list[Any], list[Any]]) -> TrainResult:
+    """Train on (train, features, held-out, features); the head ends at its best weights."""
     from draft_models.pipeline import training_progress
 
+    train, train_feats, heldout, held_feats = data
     n = plan.eval_samples
     result = trainer.run(train, train_feats, heldout[:n], held_feats[:n],
                          training_progress(reporter))
     if trainer.best_state:
-        head.load_state_dict(trainer.best_state)
-    return head, result
+        trainer.head.load_state_dict(trainer.best_state)
+    return result
 
 
 def load_head(target_dir: Path, tensors_file: Path) -> EagleHead:
