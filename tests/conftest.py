@@ -75,7 +75,24 @@ class LiveGateway:
 def start_gateway(
     log_path: Path, env_overrides: dict[str, str], profile: str = "test"
 ) -> LiveGateway:
-    """Start ``llm-gateway serve`` and wait until ``/ready`` answers 200."""
+    """Start ``llm-gateway serve`` and wait until ``/ready`` answers 200.
+
+    The port is free when chosen but may be taken before the server binds it (an engine's
+    own sockets pick ports too): then the start is retried on a fresh port."""
+    for attempt in range(3):
+        try:
+            return _start_once(log_path, env_overrides, profile)
+        except PortTakenError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTakenError(RuntimeError):
+    pass
+
+
+def _start_once(log_path: Path, env_overrides: dict[str, str], profile: str) -> LiveGateway:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_overrides}
     log = log_path.open("wb")
@@ -94,6 +111,8 @@ def start_gateway(
         _wait_ready(gateway)
     except BaseException:  # never leave an engine behind, whatever interrupted the wait
         stop_gateway(gateway)
+        if "address already in use" in gateway.log_tail(400):
+            raise PortTakenError(f"port {port} was taken before the gateway bound it") from None
         raise
     return gateway
 
