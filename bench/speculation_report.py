@@ -67,5 +67,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {r['config']} | {' | '.join(cells)} | {_acceptance(r['chat_batch1'])} "
                      f"| {_acceptance(r['repeat_batch1'])} | {cost} | {ident} |")
     lines += ["", "Step cost: wall time per verify step (tokens - accepted) over a plain decode "
-              "step, chat batch 1: what one round of drafting adds.", ""]
-    return "\n".join(lines)
+              "step, chat batch 1: what one round of drafting adds."]
+    repeats = base["chat_concurrent16"].get("repeats") if base else None
+    if repeats:
+        lines.append(f"16 concurrent: {repeats} runs of the 16 chats pooled (tokens over summed "
+                     "wall time); each run's tok/s is in the JSON (`tok_per_s_each`).")
+    return "\n".join([*lines, ""])
