@@ -136,6 +136,12 @@ class TargetGenerator:
             progress(done, len(chunks))
         return len(chunks)
 
+    def llm(self) -> Any:
+        """The offline engine (started on first use)."""
+        if self._llm is None:
+            self._llm = _build_llm(self._plan)
+        return self._llm
+
     def close(self) -> None:
         """Stop the engine's processes and free its memory before training starts."""
         llm, self._llm = self._llm, None
@@ -146,14 +152,12 @@ class TargetGenerator:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        if self._llm is None:
-            self._llm = _build_llm(self._plan)
         params = SamplingParams(
             temperature=0.0, max_tokens=self._plan.max_tokens, detokenize=False,
             logprobs=self._plan.top_k or None,
         )
         batch = [TokensPrompt(prompt_token_ids=ids) for ids in chunk]
-        outputs = self._llm.generate(batch, params, use_tqdm=False)
+        outputs = self.llm().generate(batch, params, use_tqdm=False)
         return [
             _sample_from_output(ids, out.outputs[0], self._plan.top_k)
             for ids, out in zip(chunk, outputs, strict=True)

@@ -52,9 +52,12 @@ def train_eagle3(plan: BuildPlan, reporter: Reporter) -> tuple[Eagle3Head, Train
     reporter.advance(1, 2)
     heldout, held_feats = _features(plan, target, layers, "heldout")
     reporter.advance(2, 2)
-    vocab = draft_vocabulary([s.output_ids for s in train], plan.draft_vocab)
-    head = Eagle3Head(Eagle3Shape(HeadShape.of(target.config), layers, len(vocab)))
-    init_from_target(head, target, vocab)
+    if plan.init_head is not None:  # fine-tune: its weights, its draft vocabulary
+        head = load_head3(plan.target_dir, plan.init_head / EAGLE3_FILE, layers)
+    else:
+        vocab = draft_vocabulary([s.output_ids for s in train], plan.draft_vocab)
+        head = Eagle3Head(Eagle3Shape(HeadShape.of(target.config), layers, len(vocab)))
+        init_from_target(head, target, vocab)
     del target
     eagle_plan = head_plan(plan, "checkpoint-eagle3.pt")
     trainer = EagleTrainer(head, frozen, eagle_plan,

@@ -9,6 +9,7 @@ with ``method: eagle``.
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -140,7 +141,7 @@ def _card(plan: BuildPlan, result: TrainResult, final: AcceptanceReport,
 def head_card(plan: BuildPlan, architecture: dict[str, Any], result: TrainResult,
               final: AcceptanceReport, path: Path, loss: str) -> dict[str, Any]:
     """A head's card: target, architecture, data, training, acceptance and file hash."""
-    from draft_models.pipeline import data_summary
+    from draft_models.pipeline import data_summary, self_held_out
 
     return {
         "target": {"name": plan.target_name, **asdict(fingerprint(plan.target_dir))},
@@ -149,14 +150,24 @@ def head_card(plan: BuildPlan, architecture: dict[str, Any], result: TrainResult
         "training": {"steps": result.steps, "best_step": result.best_step, "seed": plan.seed,
                      "stopped_early": result.stopped_early, "wall_s": round(result.wall_s),
                      "history": result.history, "machine": platform.machine(),
+                     "init_from": _init_from(plan),
                      "loss": f"over {plan.k} unrolled drafting steps: CE on greedy token + "
                              + loss},
         "acceptance": {"k": final.k, "rate": final.rate,
                        "mean_accepted_length": final.mean_accepted_length,
                        "by_position": final.rate_by_position(),
-                       "measured": f"offline, exact drafting, {plan.held_out} held-out prompts"},
+                       "measured": "offline, exact drafting, "
+                                   f"{plan.held_out + self_held_out(plan)} held-out prompts"},
         "files": {path.name: hashlib.sha256(path.read_bytes()).hexdigest()},
     }
+
+
+def _init_from(plan: BuildPlan) -> dict[str, str]:
+    """The head a fine-tune started from: its folder name and its card's file hashes."""
+    if plan.init_head is None:
+        return {}
+    files = json.loads((plan.init_head / "draft-card.json").read_text()).get("files", {})
+    return {"head": plan.init_head.name, **{k: str(v) for k, v in files.items()}}
 
 
 def materialize_eagle(shipped: Path, target_dir: Path, dest: Path) -> None:

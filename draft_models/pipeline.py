@@ -7,16 +7,25 @@ its checkpoint, and the draft folder is written last (atomically).
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any, Protocol
 
 from draft_models.acceptance import AcceptanceReport
 from draft_models.datagen import GenerationPlan, TargetGenerator, read_samples
-from draft_models.prompts import Prompt, bundled_prompts, ledger_prompts, split
+from draft_models.prompts import (
+    Prompt,
+    bundled_prompts,
+    held_out_words,
+    ledger_prompts,
+    split,
+)
 from draft_models.registry import fingerprint, write_card
+from draft_models.self_prompts import SelfPromptPlan, offline_completer, sample_prompts
 from draft_models.train import Trainer, TrainPlan, TrainResult
 
 LAYERS_FILE = "layers.safetensors"
@@ -43,6 +52,8 @@ class BuildPlan:
     held_out: int = 64
     max_tokens: int = 256
     ledger_file: Path | None = None
+    self_prompts: int = 0  # prompts the target writes itself (draft_models/self_prompts.py)
+    init_head: Path | None = None  # EAGLE-3: fine-tune this shipped head instead of a new one
     seed: int = 0
     eval_every: int = 50
     eval_samples: int = 24  # held-out answers scored during training (all of them at the end)
@@ -57,8 +68,10 @@ class BuildPlan:
             raise ValueError("num_layers, prompts and held_out must be >= 1")
         if self.arch not in ARCHITECTURES:
             raise ValueError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
-        if self.k < 1:
-            raise ValueError("k must be >= 1")
+        if self.k < 1 or self.self_prompts < 0:
+            raise ValueError("k must be >= 1 and self_prompts >= 0")
+        if self.init_head is not None and self.arch != "eagle3":
+            raise ValueError("init_head fine-tunes an EAGLE-3 head: arch must be eagle3")
 
     @classmethod
     def smoke(cls, target_name: str, target_dir: Path, work_dir: Path, out_dir: Path,
@@ -69,19 +82,46 @@ class BuildPlan:
                    batch_tokens=256, arch=arch)
 
 
-def _prompts(plan: BuildPlan) -> tuple[list[Prompt], list[Prompt]]:
+def _prompts(plan: BuildPlan, written: list[Prompt]) -> tuple[list[Prompt], list[Prompt]]:
+    """Train: ledger prompts, the target's own, bundled ones. Held out: bundled ones and,
+    alternating with them, the target's own beyond ``plan.self_prompts``."""
     train, held = split(bundled_prompts(plan.seed), plan.held_out)
-    train = train[:plan.prompts]
+    train = written[:plan.self_prompts] + train[:plan.prompts]
     if plan.ledger_file is not None:
         train = ledger_prompts(plan.ledger_file) + train
-    return train, held
+    mixed = [p for pair in zip_longest(written[plan.self_prompts:], held) for p in pair if p]
+    return train, mixed
+
+
+def self_held_out(plan: BuildPlan) -> int:
+    """How many of the target's own prompts are held out (none when it writes none)."""
+    return plan.held_out // 2 if plan.self_prompts else 0
+
+
+def _self_prompts(plan: BuildPlan, generator: TargetGenerator,
+                  reporter: Reporter) -> list[Prompt]:
+    """The target's own prompts, sampled once and kept in the work folder (resumable)."""
+    count = plan.self_prompts + self_held_out(plan)
+    if count == 0:
+        return []
+    path = plan.work_dir / f"self-prompts-{count}-seed{plan.seed}.json"
+    if not path.is_file():
+        reporter.stage("prompts the target writes", count)
+        sampling = SelfPromptPlan(plan.target_dir, count, seed=plan.seed,
+                                  exclude=held_out_words())
+        sampled = sample_prompts(sampling, offline_completer(generator.llm(), sampling),
+                                 reporter.advance)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_suffix(".partial").write_text(json.dumps([p.text for p in sampled]))
+        path.with_suffix(".partial").rename(path)
+    return [Prompt(text, source="self") for text in json.loads(path.read_text())]
 
 
 def generate_data(plan: BuildPlan, reporter: Reporter) -> None:
-    train, held = _prompts(plan)
     generator = TargetGenerator(GenerationPlan(plan.target_dir, max_tokens=plan.max_tokens,
-                                               chunk=min(64, len(train))))
+                                               chunk=64))
     try:
+        train, held = _prompts(plan, _self_prompts(plan, generator, reporter))
         reporter.stage("target answers (held-out)", 1)
         generator.run(plan.work_dir / "heldout", held, reporter.advance)
         reporter.stage("target answers (train)", 1)
@@ -107,6 +147,7 @@ def data_summary(plan: BuildPlan) -> dict[str, Any]:
     samples = list(read_samples(plan.work_dir / "train"))
     return {"prompts": len(samples), "answer_tokens": sum(len(s.output_ids) for s in samples),
             "max_tokens": plan.max_tokens, "ledger_file": str(plan.ledger_file or ""),
+            "self_prompts": plan.self_prompts,
             "generator": "vLLM greedy, float32"}
 
 
@@ -187,7 +228,8 @@ def _card(
         "acceptance": {"k": final.k, "rate": final.rate,
                        "mean_accepted_length": final.mean_accepted_length,
                        "by_position": final.rate_by_position(),
-                       "measured": f"offline, teacher-forced, {plan.held_out} held-out prompts"},
+                       "measured": "offline, teacher-forced, "
+                                   f"{plan.held_out + self_held_out(plan)} held-out prompts"},
         "files": {LAYERS_FILE: hashlib.sha256(layers.read_bytes()).hexdigest()},
     }
 
@@ -208,9 +250,13 @@ def render_report(card: dict[str, Any]) -> str:
     rows = "\n".join(f"| {i + 1} | {rate:.1%} |" for i, rate in enumerate(acc["by_position"]))
     history = "\n".join(f"| {int(h['step'])} | {h['acceptance']:.1%} | "
                         f"{h['mean_accepted_length']:.2f} |" for h in train["history"])
+    written = card["data"].get("self_prompts", 0)
+    start = train.get("init_from", {}).get("head")
     return (
         f"# Draft for {card['target']['name']}\n\n"
-        f"{_kind(card['architecture'])}; {card['data']['prompts']} prompts, "
+        f"{_kind(card['architecture'])}; {card['data']['prompts']} prompts"
+        f"{f' ({written} written by the target itself)' if written else ''}"
+        f"{f', fine-tuned from {start}' if start else ''}, "
         f"{card['data']['answer_tokens']} answer tokens; {train['steps']} steps "
         f"(best {train['best_step']}), {train['wall_s']} s.\n\n"
         f"Held-out acceptance (k={acc['k']}): {acc['rate']:.1%}, "

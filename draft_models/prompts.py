@@ -35,6 +35,11 @@ def bundled_prompts(seed: int = 0) -> list[Prompt]:
     return [Prompt(text) for text in texts]
 
 
+def held_out_words() -> tuple[str, ...]:
+    """Word stems of the benchmark's chat topics: sampled prompts that use one are dropped."""
+    return tuple(json.loads(_BUNDLED.read_text())["held_out_words"])
+
+
 def ledger_prompts(path: Path) -> list[Prompt]:
     """Read a JSONL export of logged requests: ``{"messages": [{"role", "content"}...]}``.
 

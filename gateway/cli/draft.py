@@ -63,6 +63,10 @@ def train(
     prompts: int = typer.Option(1536, help="Bundled prompts to distil on."),
     k: int = typer.Option(2, help="Draft tokens per step an EAGLE head is trained for."),
     ledger_prompts: Path = typer.Option(None, help="Opt-in: JSONL of logged chats to add."),
+    self_prompts: int = typer.Option(0, help="Prompts the target writes itself (Magpie) to add."),
+    init_from: Path = typer.Option(None, help="EAGLE-3: fine-tune this head folder (keeps its "
+                                   "draft vocabulary) instead of starting a new one."),
+    lr: float = typer.Option(1e-3, help="Peak learning rate."),
     out: Path = typer.Option(None, help="Draft folder (default: draft_models/shipped/<target>)."),
     work: Path = typer.Option(None, help="Data and checkpoints (default: the model cache)."),
     smoke: bool = typer.Option(False, help="A minutes-long run for CI: tiny data, 4 steps."),
@@ -88,7 +92,8 @@ def train(
     else:
         plan = BuildPlan(target, target_dir, work_dir, out_dir, num_layers=layers, steps=steps,
                          prompts=prompts, ledger_file=ledger_prompts, arch=arch, k=k,
-                         draft_vocab=draft_vocab)
+                         draft_vocab=draft_vocab, self_prompts=self_prompts,
+                         init_head=init_from, lr=lr)
     with Progress(*progress_columns(), console=console) as progress:
         reporter = _RichReporter(progress)
         generate_data(plan, reporter)

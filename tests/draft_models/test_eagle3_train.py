@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from draft_models.eagle3 import Eagle3Head, Eagle3Shape, draft_vocabulary, init_from_target
@@ -90,3 +91,35 @@ def test_eagle3_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_fol
     config = json.loads((installed / "config.json").read_text())
     assert config["architectures"] == ["Eagle3LlamaForCausalLM"]
     assert config["eagle_aux_hidden_state_layer_ids"] == list(head.shape.aux_layers)
+
+
+def test_eagle3_build_when_init_from_a_head_then_fine_tunes_it_with_its_vocabulary(
+    tiny_target: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    write_split(work, chain_samples(30), train=24)
+    first = BuildPlan("tiny", tiny_target, work, tmp_path / "first", steps=6, held_out=6,
+                      eval_every=3, eval_samples=6, batch_tokens=256, arch="eagle3", k=2,
+                      draft_vocab=32)
+    start = write_draft(first, *train_draft(first, QuietReporter()))
+    tuned = BuildPlan("tiny", tiny_target, tmp_path / "work2", tmp_path / "tuned", steps=3,
+                      held_out=6, eval_every=3, eval_samples=6, batch_tokens=256,
+                      arch="eagle3", k=2, draft_vocab=16, init_head=start, lr=1e-4)
+    write_split(tuned.work_dir, chain_samples(30, seed=1), train=24)
+    head, result = train_draft(tuned, QuietReporter())
+
+    before = load_head3(tiny_target, start / EAGLE3_FILE, head.shape.aux_layers)
+    assert head.shape.draft_vocab == 32  # the starting head's, not the plan's 16
+    torch.testing.assert_close(head.d2t, before.d2t, rtol=0, atol=0)
+    drift = max((head.state_dict()[k] - v).abs().max().item()
+                for k, v in before.state_dict().items() if k != "d2t")
+    assert 0 < drift < 0.05  # trained a little, from the starting weights
+    card = read_card(write_draft(tuned, head, result))
+    assert card["training"]["init_from"]["head"] == "first"
+    assert EAGLE3_FILE in card["training"]["init_from"]
+    assert "fine-tuned from first" in (tmp_path / "tuned" / "REPORT.md").read_text()
+
+
+def test_build_plan_when_init_head_without_eagle3_then_refused(tiny_target: Path) -> None:
+    with pytest.raises(ValueError, match="eagle3"):
+        BuildPlan("tiny", tiny_target, tiny_target, tiny_target, init_head=tiny_target)
