@@ -166,8 +166,11 @@ def _init_from(plan: BuildPlan) -> dict[str, str]:
     """The head a fine-tune started from: its folder name and its card's file hashes."""
     if plan.init_head is None:
         return {}
-    files = json.loads((plan.init_head / "draft-card.json").read_text()).get("files", {})
-    return {"head": plan.init_head.name, **{k: str(v) for k, v in files.items()}}
+    card = json.loads((plan.init_head / "draft-card.json").read_text())
+    return {"head": plan.init_head.name, **{k: str(v) for k, v in card["files"].items()},
+            "its_prompts": str(card["data"]["prompts"]),
+            "its_steps": str(card["training"]["steps"]),
+            "its_acceptance": f"{card['acceptance']['rate']:.4f}"}
 
 
 def materialize_eagle(shipped: Path, target_dir: Path, dest: Path) -> None:

@@ -117,6 +117,7 @@ def test_eagle3_build_when_init_from_a_head_then_fine_tunes_it_with_its_vocabula
     card = read_card(write_draft(tuned, head, result))
     assert card["training"]["init_from"]["head"] == "first"
     assert EAGLE3_FILE in card["training"]["init_from"]
+    assert card["training"]["init_from"]["its_steps"] == "6"
     assert "fine-tuned from first" in (tmp_path / "tuned" / "REPORT.md").read_text()
 
 
