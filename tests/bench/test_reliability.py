@@ -55,7 +55,7 @@ def test_soak_gateway_alone_when_many_streams_then_no_errors_and_flat_rss(
     finally:
         process.terminate()
         process.wait(timeout=60)
-    write_results(summary("fake-engine-200-clients", main, result))
+    write_results(summary("fake-engine-200-clients", main, result), tmp_path)  # not the repo
     _assert_clean(result, allow_429=False)
     _assert_clean(limited_result, allow_429=True)
     assert limited_result.statuses["429"] > 0  # the intended ones
