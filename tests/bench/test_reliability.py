@@ -12,12 +12,21 @@ because a shared, loaded machine makes RSS noisy.
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.reliability import SoakPlan, SoakResult, rss_growth, run_soak, summary, write_results
+from bench.reliability import (
+    RESULTS,
+    SoakPlan,
+    SoakResult,
+    rss_growth,
+    run_soak,
+    summary,
+    write_results,
+)
 from tests.conftest import ADMIN_KEY, MODEL, LiveGateway
 from tests.gateway.fake_gateway_process import start_fake_gateway
 from tests.gateway.metered import ADMIN
@@ -35,6 +44,11 @@ def _assert_clean(result: SoakResult, *, allow_429: bool) -> None:
 
 async def _both(main: SoakPlan, throttled: SoakPlan) -> tuple[SoakResult, SoakResult]:
     return await asyncio.gather(run_soak(main), run_soak(throttled))
+
+
+def _results_folder(tmp_path: Path) -> Path:
+    """bench/results/ only on request (LLMGW_WRITE_BENCH=1): a CI run leaves the tree clean."""
+    return RESULTS if os.environ.get("LLMGW_WRITE_BENCH") else tmp_path
 
 
 @pytest.mark.slow
@@ -55,7 +69,7 @@ def test_soak_gateway_alone_when_many_streams_then_no_errors_and_flat_rss(
     finally:
         process.terminate()
         process.wait(timeout=60)
-    write_results(summary("fake-engine-200-clients", main, result), tmp_path)  # not the repo
+    write_results(summary("fake-engine-200-clients", main, result), _results_folder(tmp_path))
     _assert_clean(result, allow_429=False)
     _assert_clean(limited_result, allow_429=True)
     assert limited_result.statuses["429"] > 0  # the intended ones
@@ -65,13 +79,13 @@ def test_soak_gateway_alone_when_many_streams_then_no_errors_and_flat_rss(
 @pytest.mark.engine
 @pytest.mark.slow
 def test_soak_live_engine_when_200_streams_for_60_s_then_no_errors_and_flat_rss(
-    live_gateway: LiveGateway,
+    live_gateway: LiveGateway, tmp_path: Path,
 ) -> None:
     plan = SoakPlan(live_gateway.base_url, live_gateway.admin_key, live_gateway.model,
                     concurrency=200, duration_s=60, max_tokens=8,
                     pid=live_gateway.process.pid)
     result = asyncio.run(run_soak(plan))
-    write_results(summary("vllm-200-clients", plan, result))
+    write_results(summary("vllm-200-clients", plan, result), _results_folder(tmp_path))
     _assert_clean(result, allow_429=False)
     assert rss_growth(result.rss_mib) < RSS_GROWTH_BOUND, result.rss_mib
     ready = httpx.get(f"{live_gateway.base_url}/ready", timeout=10)
