@@ -9,7 +9,6 @@ with ``method: eagle``.
 from __future__ import annotations
 
 import hashlib
-import json
 import platform
 from dataclasses import asdict
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from draft_models.acceptance import AcceptanceReport
 from draft_models.datagen import read_samples
-from draft_models.registry import fingerprint, write_card
+from draft_models.registry import fingerprint, read_card, write_card
 from draft_models.train import TrainPlan, TrainResult
 
 if TYPE_CHECKING:
@@ -166,7 +165,7 @@ def _init_from(plan: BuildPlan) -> dict[str, str]:
     """The head a fine-tune started from: its folder name and its card's file hashes."""
     if plan.init_head is None:
         return {}
-    card = json.loads((plan.init_head / "draft-card.json").read_text())
+    card = read_card(plan.init_head)
     return {"head": plan.init_head.name, **{k: str(v) for k, v in card["files"].items()},
             "its_prompts": str(card["data"]["prompts"]),
             "its_steps": str(card["training"]["steps"]),
