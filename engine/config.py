@@ -15,6 +15,7 @@ from engine.speculation_health import HealthPolicy
 
 Dtype = Literal["float32", "bfloat16", "float16", "auto"]
 SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle", "eagle3"]
+DraftUnderLoad = Literal["skip", "fill"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class SpeculationConfig:
     # Adaptive: no drafts while more than this many requests share a step (vLLM's
     # dynamic speculative decoding schedule); None speculates at every batch size.
     max_batch_size: int | None = None
+    # Above max_batch_size: "skip" the drafter's forward pass entirely (engine/vllm_plugin.py)
+    # or "fill" its KV cache as vLLM does (costs a few percent, keeps acceptance after load).
+    draft_under_load: DraftUnderLoad = "skip"
     # Metering: the draft is "stale" when the acceptance over the last
     # ``acceptance_window_s`` falls below ``acceptance_floor`` (0 disables).
     acceptance_floor: float = 0.0
@@ -39,6 +43,8 @@ class SpeculationConfig:
             raise ValueError("acceptance_window_s must be positive")
         if self.max_batch_size is not None and self.max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
+        if self.draft_under_load not in ("skip", "fill"):
+            raise ValueError("draft_under_load must be 'skip' or 'fill'")
         if self.method == "none":
             return
         if not 1 <= self.num_speculative_tokens <= 16:
@@ -66,6 +72,18 @@ class SpeculationConfig:
             schedule = [[1, limit, k], [limit + 1, limit + 1, 0]]
             out["num_speculative_tokens_per_batch_size"] = schedule
         return out
+
+    @property
+    def skips_idle_drafts(self) -> bool:
+        """Whether steps scheduled with no drafts skip the drafter (a model drafter only)."""
+        return (self.max_batch_size is not None and self.draft_under_load == "skip"
+                and self.method in ("draft_model", "eagle", "eagle3"))
+
+    def vllm_additional_config(self) -> dict[str, Any]:
+        """What engine/vllm_plugin.py reads inside vLLM's processes."""
+        if not self.skips_idle_drafts:
+            return {}
+        return {"llm_gateway": {"draft_under_load": "skip"}}
 
     def health_policy(self) -> HealthPolicy:
         return HealthPolicy(floor=self.acceptance_floor, window_s=self.acceptance_window_s,
@@ -135,6 +153,7 @@ class EngineConfig:
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "tensor_parallel_size": self.tensor_parallel_size,
             "speculative_config": self.speculation.to_vllm(),
+            "additional_config": self.speculation.vllm_additional_config(),
             "seed": self.seed,
             "disable_log_stats": False,
             "enable_prefix_caching": True,

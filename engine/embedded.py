@@ -15,6 +15,7 @@ from engine.quantization.capability import adapt_to_hardware, require_supported
 from engine.stat_collector import StatCollector
 from engine.supervisor import supervise
 from engine.vllm_convert import to_engine_output, to_sampling_params
+from engine.vllm_plugin import problem as plugin_problem
 
 log = logging.getLogger("llm_gateway.engine")
 
@@ -82,6 +83,9 @@ class EmbeddedEngine:
                         config.model_name, config.dtype)
         if current_platform.is_cpu():
             os.environ.update(config.cpu.environment())
+        if config.speculation.skips_idle_drafts and (why := plugin_problem()) is not None:
+            log.warning("%s: the drafter will still run at k=0 under load: %s",
+                        config.model_name, why)
         args = AsyncEngineArgs(**config.engine_args_kwargs())
         return AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.factory])
 

@@ -43,6 +43,7 @@ class SpeculationSettings(_Strict):
     prompt_lookup_max: int = 4
     draft_path: Path | None = None  # relative: under model_cache (`llm-gateway draft install`)
     max_batch_size: int | None = None  # adaptive: no drafts above this many running requests
+    draft_under_load: Literal["skip", "fill"] = "skip"  # above it: skip or run the drafter pass
     acceptance_floor: float = 0.0  # "draft stale" below this windowed acceptance (0: off)
     acceptance_window_s: float = 300.0
 

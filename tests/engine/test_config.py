@@ -32,6 +32,21 @@ def test_max_batch_size_turns_drafting_off_above_it() -> None:
     assert vllm["num_speculative_tokens_per_batch_size"] == [[1, 8, 4], [9, 9, 0]]
 
 
+def test_adaptive_model_drafter_skips_its_pass_above_the_limit_unless_told_to_fill() -> None:
+    head = {"method": "eagle3", "draft_path": Path("/h"), "num_speculative_tokens": 2}
+    skip = {"llm_gateway": {"draft_under_load": "skip"}}
+    assert SpeculationConfig(**head, max_batch_size=4).vllm_additional_config() == skip
+    assert EngineConfig("m", Path("/m"), speculation=SpeculationConfig(
+        **head, max_batch_size=4)).engine_args_kwargs()["additional_config"] == skip
+    fill = SpeculationConfig(**head, max_batch_size=4, draft_under_load="fill")
+    assert fill.vllm_additional_config() == {}
+    assert SpeculationConfig(**head).vllm_additional_config() == {}  # drafts at every size
+    ngram = SpeculationConfig(method="ngram", max_batch_size=4)  # no drafter pass to skip
+    assert ngram.vllm_additional_config() == {}
+    with pytest.raises(ValueError, match="draft_under_load"):
+        SpeculationConfig(**head, draft_under_load="sometimes")  # type: ignore[arg-type]
+
+
 def test_draft_method_without_a_draft_path_is_rejected() -> None:
     with pytest.raises(ValueError, match="draft_path"):
         SpeculationConfig(method="draft_model")
@@ -48,3 +63,15 @@ def test_engine_args_ask_for_per_request_metrics_only_when_speculating() -> None
     assert plain["per_request_spec_decode_metrics"] == "none"
     assert plain["speculative_config"] is None
     assert spec.engine_args_kwargs()["per_request_spec_decode_metrics"] == "summary"
+
+
+def test_profile_setting_draft_under_load_reaches_the_engine_config() -> None:
+    from gateway.settings import load_settings
+
+    model = "smollm2-135m-instruct"
+    served = load_settings(profile="cpu-speculation").engine_config(model)
+    assert served.engine_args_kwargs()["additional_config"] == {
+        "llm_gateway": {"draft_under_load": "skip"}}
+    filling = load_settings(profile="test-speculation").engine_config(model)
+    assert filling.speculation.draft_under_load == "fill"
+    assert filling.engine_args_kwargs()["additional_config"] == {}

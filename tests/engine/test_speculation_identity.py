@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from engine.vllm_plugin import SKIP_LOG
 from tests.conftest import LiveGateway, start_gateway, stop_gateway
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -33,6 +34,8 @@ PROMPTS = (
 
 # profile: drafted tokens per step
 PROFILES = {"test-speculation": 3, "test-eagle": 2, "test-eagle3": 2}
+# profiles whose steps without drafts skip the drafter pass (engine/vllm_plugin.py)
+SKIPS_IDLE_DRAFTS = {"test-eagle", "test-eagle3"}
 
 
 @pytest.fixture(scope="module", params=list(PROFILES))
@@ -76,6 +79,9 @@ async def test_greedy_output_is_identical_when_load_turns_drafting_off(
     plain = await asyncio.gather(*(_complete(live_gateway, p) for p in prompts))
     spec = await asyncio.gather(*(_complete(speculative_gateway, p) for p in prompts))
     assert spec == plain
+    # The engine process logs the first skipped pass: the plugin ran inside vLLM.
+    skipped = SKIP_LOG in speculative_gateway.log_path.read_text(errors="replace")
+    assert skipped == (speculative_gateway.env["LLMGW_TEST_PROFILE"] in SKIPS_IDLE_DRAFTS)
 
 
 def test_engine_meters_acceptance_by_position_and_flags_a_stale_draft(
