@@ -86,6 +86,8 @@ def configs(draft_dir: Path, eagle_dir: Path, eagle3_dir: Path) -> list[BenchCon
         BenchConfig("eagle3-k1-adaptive", {**eagle3, "num_speculative_tokens": 1,
                                            "max_batch_size": 4}),
         BenchConfig("eagle3-adaptive", {**eagle3, "max_batch_size": 4}),
+        BenchConfig("eagle3-adaptive-fill", {**eagle3, "max_batch_size": 4,
+                                             "draft_under_load": "fill"}),
     ]
 
 
