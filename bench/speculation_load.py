@@ -34,6 +34,7 @@ from bench.speculation import (
     configs,
     machine,
 )
+from bench.speculation_report import acceptance_text
 
 
 def after_load(llm: Any, chat: list[list[int]]) -> dict[str, Any]:
@@ -87,13 +88,6 @@ def summarise(names: list[str], turns: list[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
-def _rate(acceptance: dict[str, Any]) -> str:
-    if not acceptance:
-        return "-"
-    by_pos = "/".join(f"{p:.0%}" for p in acceptance["accepted_by_position"])
-    return f"{acceptance['acceptance']:.1%} ({by_pos})"
-
-
 def render(report: dict[str, Any]) -> str:
     m = report["machine"]
     base = next(r for r in report["results"] if r["config"] == "none")
@@ -118,8 +112,8 @@ def render(report: dict[str, Any]) -> str:
               "(by position) | the same answer alone |", "| --- | --- | --- |"]
     for r in report["results"]:
         if r.get("recovery", {}).get("alone"):
-            lines.append(f"| {r['config']} | {_rate(r['recovery']['after_load'])} "
-                         f"| {_rate(r['recovery']['alone'])} |")
+            lines.append(f"| {r['config']} | {acceptance_text(r['recovery']['after_load'], 1)} "
+                         f"| {acceptance_text(r['recovery']['alone'], 1)} |")
     lines += ["", "Ratio per round: a configuration's tok/s over the plain engine's in the "
               "same round (turns seconds apart); each turn's tok/s is in the JSON."]
     return "\n".join(lines) + "\n"

@@ -28,11 +28,12 @@ def _cell(run: dict[str, Any], base: dict[str, Any] | None) -> str:
     return text
 
 
-def _acceptance(run: dict[str, Any]) -> str:
+def acceptance_text(run: dict[str, Any], decimals: int = 0) -> str:
+    """"33% (44%/22%)": overall acceptance, then by position; "-" when nothing was drafted."""
     if "acceptance" not in run:
         return "-"
     by_pos = "/".join(f"{p:.0%}" for p in run["accepted_by_position"])
-    return f"{run['acceptance']:.0%} ({by_pos})"
+    return f"{run['acceptance']:.{decimals}%} ({by_pos})"
 
 
 def step_cost(run: dict[str, Any], base: dict[str, Any] | None) -> str:
@@ -64,8 +65,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         ident = " / ".join(r[w].get("identical", "-") for w in WORKLOADS)
         cells = [_cell(r[w], base[w] if base else None) for w in WORKLOADS]
         cost = step_cost(r["chat_batch1"], base["chat_batch1"] if base else None)
-        lines.append(f"| {r['config']} | {' | '.join(cells)} | {_acceptance(r['chat_batch1'])} "
-                     f"| {_acceptance(r['repeat_batch1'])} | {cost} | {ident} |")
+        lines.append(f"| {r['config']} | {' | '.join(cells)} | {acceptance_text(r['chat_batch1'])} "
+                     f"| {acceptance_text(r['repeat_batch1'])} | {cost} | {ident} |")
     lines += ["", "Step cost: wall time per verify step (tokens - accepted) over a plain decode "
               "step, chat batch 1: what one round of drafting adds."]
     repeats = base["chat_concurrent16"].get("repeats") if base else None
