@@ -149,8 +149,6 @@ def main() -> None:
     for result in report["results"]:
         if result["config"] != "none":
             result["recovery"] = after_load(engines[result["config"]], chat)
-    for result in report["results"]:
-        result.pop("outputs", None)
     stem = args.out.with_suffix("") if args.out else (
         REPO / "bench" / "results" / f"{date.today().isoformat()}-{platform.node()}"
         "-speculation-load")
