@@ -1,6 +1,6 @@
 """Servers under test, started one at a time and always stopped.
 
-``gateway``: ``python -m gateway serve`` with a generated config folder that serves only
+``gateway``: ``python -m cli serve`` with a generated config folder that serves only
 the model under test. ``engine``: vLLM's own OpenAI server on the same model folder with
 the same engine settings (dtype, eager mode, CPU binding, KV cache, speculation): the
 "engine direct" baseline. Both run in their own process group so stopping them also stops
@@ -241,7 +241,7 @@ def started(spec: TargetSpec, opts: LaunchOptions) -> Iterator[RunningTarget]:
             write_gateway_config(spec, opts, Path(tmp), key)
             env["LLMGW_CONFIG_DIR"] = tmp
             env["LLMGW_DATA_DIR"] = tmp  # its own ledger, not the user's
-            command = [sys.executable, "-m", "gateway", "serve", "--profile", "bench",
+            command = [sys.executable, "-m", "cli", "serve", "--profile", "bench",
                        "--port", str(port)]
             endpoint = Endpoint(spec.name, base + "/v1", spec.model, key)
             target = RunningTarget(endpoint, None, log_path, base + "/admin/engines")

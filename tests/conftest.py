@@ -97,7 +97,7 @@ def _start_once(log_path: Path, env_overrides: dict[str, str], profile: str) -> 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **env_overrides}
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve", "--profile", profile, "--port", str(port)],
+        [sys.executable, "-m", "cli", "serve", "--profile", profile, "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=log,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from gateway.cli import build
+from cli import build
 from tests.conftest import ADMIN_KEY, REPO, LiveGateway
 
 SECTIONS = ("overhead", "batching", "speculation", "precision", "peer", "ceiling")
@@ -56,7 +56,7 @@ def test_bench_quick_against_a_running_gateway_writes_json_markdown_and_plots(
 def test_bench_quick_against_the_live_gateway_measures_real_tokens(
     live_gateway: LiveGateway, tmp_path: Path,
 ) -> None:
-    command = [sys.executable, "-m", "gateway", "bench", "--quick", "--gateway-url",
+    command = [sys.executable, "-m", "cli", "bench", "--quick", "--gateway-url",
                live_gateway.base_url, "--api-key", ADMIN_KEY, "--model", live_gateway.model,
                "--sections", "overhead,batching,speculation,precision,peer,ceiling",
                "--out", str(tmp_path)]

@@ -80,7 +80,7 @@ def start_replica(tmp: Path, name: str, env: dict[str, str]) -> Replica:
     port = free_port()
     log_path = tmp / f"{name}.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "engine", "serve", "--model", MODEL,
+        [sys.executable, "-m", "cli", "engine", "serve", "--model", MODEL,
          "--profile", "test", "--port", str(port), "--drain-s", "10"],
         cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )

@@ -43,7 +43,7 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def folders() -> dict[str, Path]:
-    subprocess.run([sys.executable, "-m", "gateway", "quantize", "--all", "--profile", "test"],
+    subprocess.run([sys.executable, "-m", "cli", "quantize", "--all", "--profile", "test"],
                    cwd=REPO, env=_env(), check=True)
     settings = load_settings(profile="test")
     return {"float32": settings.model_path(BASE)} | {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 import uvicorn
 
-from gateway.cli.draining import DrainingServer
+from cli.draining import DrainingServer
 from gateway.settings import Settings, load_settings
 
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gateway.auth import api_keys
-from gateway.cli import build
+from cli import build
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.progress import Progress
 
-from gateway.cli.draft import _RichReporter, progress_columns
+from cli.draft import _RichReporter, progress_columns
 
 
 def test_reporter_when_stage_starts_before_any_info_then_it_renders() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gateway.cli import bench, draft, engine, keys, models, quantize, serve
+from cli import bench, draft, engine, keys, models, quantize, serve
 
 
 def build() -> typer.Typer:

@@ -6,7 +6,7 @@ import pytest
 import typer
 
 from engine.quantization.capability import Hardware
-from gateway.cli import quantize, serve
+from cli import quantize, serve
 from gateway.settings import ModelSettings, load_settings
 
 BASE = "smollm2-135m-instruct"

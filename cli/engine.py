@@ -10,7 +10,7 @@ import typer
 import uvicorn
 
 from engine.server import EngineServerState
-from gateway.cli.draining import DrainingServer
+from cli.draining import DrainingServer
 from gateway.settings import load_settings
 
 app = typer.Typer(help="Run engine replicas for remote mode.", no_args_is_help=True)
