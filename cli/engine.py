@@ -9,8 +9,8 @@ from __future__ import annotations
 import typer
 import uvicorn
 
-from engine.server import EngineServerState
 from cli.draining import DrainingServer
+from engine.server import EngineServerState
 from gateway.settings import load_settings
 
 app = typer.Typer(help="Run engine replicas for remote mode.", no_args_is_help=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gateway.auth import api_keys
 from cli import build
+from gateway.auth import api_keys
 
 
 @pytest.fixture

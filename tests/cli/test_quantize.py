@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from engine.quantization.capability import Hardware
 from cli import quantize, serve
+from engine.quantization.capability import Hardware
 from gateway.settings import ModelSettings, load_settings
 
 BASE = "smollm2-135m-instruct"
