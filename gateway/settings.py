@@ -82,6 +82,12 @@ class ModelSettings(_Strict):
     replicas: list[str] = Field(default_factory=list)  # base URLs, e.g. http://10.0.0.5:8001
     replicas_dns: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")  # host:port
     routing: RoutingSettings = RoutingSettings()
+    # Chat surface (the gateway renders and parses; vLLM generates):
+    # vLLM's tool parser for `tool_choice: auto` (hermes, llama3_json, mistral, ...); None:
+    # `auto` with tools is refused (required and named choices work through structured outputs).
+    tool_parser: str | None = None
+    # A Jinja chat template file (relative: under configs/) replacing the tokenizer's own.
+    chat_template: Path | None = None
 
     @property
     def is_remote(self) -> bool:
