@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from engine.quantization import calibration, events
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_calibration_chats_are_shipped_and_answered() -> None:
@@ -25,9 +34,34 @@ def test_heldout_text_is_never_used_for_calibration() -> None:
         assert sentence not in chats
 
 
-def test_digest_depends_on_content_and_order() -> None:
-    assert calibration.digest(["a", "b"]) == calibration.digest(["a", "b"])
-    assert calibration.digest(["a", "b"]) != calibration.digest(["b", "a"])
+def test_digest_when_given_texts_then_sha256_of_each_text_and_a_nul_cut_to_16_hex() -> None:
+    # Computed here from the documented format, not by calling digest() again.
+    expected = hashlib.sha256(b"a\0b\0").hexdigest()[:16]
+    assert calibration.digest(["a", "b"]) == expected
+    assert calibration.digest([]) == hashlib.sha256(b"").hexdigest()[:16]
+    assert calibration.digest(["é"]) == hashlib.sha256("é\0".encode()).hexdigest()[:16]
+
+
+def test_digest_when_content_order_or_boundaries_change_then_digest_changes() -> None:
+    digests = {
+        calibration.digest(texts)
+        for texts in (["a", "b"], ["b", "a"], ["a", "c"], ["ab"], ["a", "b", ""], ["a"])
+    }
+    assert len(digests) == 6
+
+
+def test_digest_when_recomputed_in_a_fresh_process_then_identical() -> None:
+    """What the quantize record stores must not depend on the process (hash seeds)."""
+    texts = [p + " " + a for p, a in calibration.calibration_chats(8)]
+    script = ("import json, sys\n"
+              "from engine.quantization import calibration\n"
+              "print(calibration.digest(json.load(sys.stdin)))\n")
+    fresh = subprocess.run(
+        [sys.executable, "-c", script], input=json.dumps(texts), capture_output=True,
+        text=True, check=True, cwd=REPO, env={**os.environ, "PYTHONHASHSEED": "12345"},
+    ).stdout.strip()
+    assert fresh == calibration.digest(texts)
+    assert fresh != calibration.digest(texts[:-1])
 
 
 def test_progress_lines_round_trip_and_other_lines_are_ignored(
