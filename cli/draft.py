@@ -15,11 +15,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from draft_models.registry import (
+    SHIPPED_DIR,
+    DraftIncompatibleError,
+    check_compatible,
+    read_card,
+)
 from gateway.settings import Settings, load_settings
 
 app = typer.Typer(help="Drafts that speculate for a served model (see docs/speculation.md).")
 console = Console()
-SHIPPED = Path(__file__).resolve().parents[2] / "draft_models" / "shipped"
 
 
 class _RichReporter:
@@ -86,7 +91,7 @@ def train(
     work_dir = work or settings.model_cache / "draft-work" / target
     if arch not in ARCHITECTURES:
         raise typer.BadParameter(f"must be one of {', '.join(ARCHITECTURES)}", param_hint="--arch")
-    out_dir = out or SHIPPED / (target if arch == "llama" else f"{target}-{arch}")
+    out_dir = out or SHIPPED_DIR / (target if arch == "llama" else f"{target}-{arch}")
     if smoke:
         plan = BuildPlan.smoke(target, target_dir, work_dir, out_dir, arch=arch)
     else:
@@ -107,10 +112,12 @@ def train(
 def install(profile: str = typer.Option(None, help="Settings profile.")) -> None:
     """Materialise every shipped draft whose target is prepared (re-tie shared weights)."""
     from draft_models.materialize import materialize
-    from draft_models.registry import read_card
 
     settings = load_settings(profile=profile)
-    shipped = sorted(p for p in SHIPPED.iterdir() if p.is_dir()) if SHIPPED.is_dir() else []
+    if not SHIPPED_DIR.is_dir():
+        console.print(f"no shipped drafts: {SHIPPED_DIR} is missing")
+        return
+    shipped = sorted(p for p in SHIPPED_DIR.iterdir() if p.is_dir())
     for folder in shipped:
         target = str(read_card(folder)["target"]["name"])
         prepared = target in settings.models and (
@@ -130,8 +137,6 @@ def check(
     profile: str = typer.Option(None, help="Settings profile."),
 ) -> None:
     """Say whether ``draft`` shares the target's tokenizer and vocabulary, and what differs."""
-    from draft_models.registry import DraftIncompatibleError, check_compatible
-
     settings = load_settings(profile=profile)
     try:
         check_compatible(_target_dir(settings, target), draft)

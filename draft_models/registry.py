@@ -15,6 +15,7 @@ from typing import Any
 
 CARD_NAME = "draft-card.json"
 CARD_FORMAT = "llm-gateway-draft/1"
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"  # drafts that ship with the package
 
 
 class DraftIncompatibleError(ValueError):
