@@ -15,6 +15,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from draft_models.kinds import DRAFT_MODEL, KINDS, DraftKind, kind_named
 from draft_models.registry import (
     SHIPPED_DIR,
     DraftIncompatibleError,
@@ -56,14 +57,24 @@ def _target_dir(settings: Settings, target: str) -> Path:
     return folder
 
 
+def _kind(arch: str) -> DraftKind:
+    try:
+        return kind_named(arch)
+    except ValueError as exc:
+        names = ", ".join(kind.name for kind in KINDS)
+        raise typer.BadParameter(f"must be one of {names}", param_hint="--arch") from exc
+
+
 @app.command("train")
 def train(
     target: str = typer.Option(..., help="Served model to draft for (configs/models.yaml)."),
     steps: int = typer.Option(1200, help="Training steps (stops earlier on a plateau)."),
-    layers: int = typer.Option(2, help="Decoder layers in the draft (arch llama)."),
-    arch: str = typer.Option("llama", help="llama: a small Llama draft; eagle: an EAGLE "
-                             "head reading the target's hidden states (vLLM method eagle); "
-                             "eagle3: an EAGLE-3 head with its own small vocabulary."),
+    layers: int = typer.Option(2, help="Decoder layers in the draft (arch draft_model)."),
+    arch: str = typer.Option(DRAFT_MODEL.name, help="The kind of draft, named as the "
+                             "speculation method that serves it: draft_model (or llama): a "
+                             "small Llama draft; eagle: an EAGLE head reading the target's "
+                             "hidden states; eagle3: an EAGLE-3 head with its own small "
+                             "vocabulary."),
     draft_vocab: int = typer.Option(8192, help="Tokens an EAGLE-3 head drafts (its vocabulary)."),
     prompts: int = typer.Option(1536, help="Bundled prompts to distil on."),
     k: int = typer.Option(2, help="Draft tokens per step an EAGLE head is trained for."),
@@ -78,25 +89,19 @@ def train(
     profile: str = typer.Option(None, help="Settings profile."),
 ) -> None:
     """Distil a draft from the target's own greedy answers; resumable."""
-    from draft_models.pipeline import (
-        ARCHITECTURES,
-        BuildPlan,
-        generate_data,
-        train_draft,
-        write_draft,
-    )
+    from draft_models.pipeline import generate_data, train_draft, write_draft
+    from draft_models.plan import BuildPlan
 
     settings = load_settings(profile=profile)
     target_dir = _target_dir(settings, target)
     work_dir = work or settings.model_cache / "draft-work" / target
-    if arch not in ARCHITECTURES:
-        raise typer.BadParameter(f"must be one of {', '.join(ARCHITECTURES)}", param_hint="--arch")
-    out_dir = out or SHIPPED_DIR / (target if arch == "llama" else f"{target}-{arch}")
+    kind = _kind(arch)
+    out_dir = out or SHIPPED_DIR / kind.shipped_name(target)
     if smoke:
-        plan = BuildPlan.smoke(target, target_dir, work_dir, out_dir, arch=arch)
+        plan = BuildPlan.smoke(target, target_dir, work_dir, out_dir, kind=kind)
     else:
         plan = BuildPlan(target, target_dir, work_dir, out_dir, num_layers=layers, steps=steps,
-                         prompts=prompts, ledger_file=ledger_prompts, arch=arch, k=k,
+                         prompts=prompts, ledger_file=ledger_prompts, kind=kind, k=k,
                          draft_vocab=draft_vocab, self_prompts=self_prompts,
                          init_head=init_from, lr=lr)
     with Progress(*progress_columns(), console=console) as progress:

@@ -1,4 +1,4 @@
-"""Training an EAGLE-3 head (torch, CPU): what differs from an EAGLE head.
+"""The objective of an EAGLE-3 head (kind ``eagle3``): what differs from an EAGLE head.
 
 The features are the target's residual streams after ``aux_layers`` layers (exactly
 what vLLM collects for ``method: eagle3``: hidden + residual, before any norm),
@@ -21,7 +21,15 @@ from torch.nn import functional as F
 from draft_models.acceptance import AcceptanceReport
 from draft_models.datagen import Sample
 from draft_models.eagle3 import Eagle3Head
-from draft_models.eagle_train import Batch, EaglePlan, acceptance_of, cached_features, collate
+from draft_models.eagle_train import (
+    Batch,
+    HeadLoss,
+    HeadObjective,
+    acceptance_of,
+    cached_features,
+    collate,
+)
+from draft_models.losses import soft_cross_entropy
 
 
 def aux_features(target: Any, samples: list[Sample], layers: tuple[int, ...],
@@ -48,17 +56,17 @@ def aux_features(target: Any, samples: list[Sample], layers: tuple[int, ...],
 
 
 @dataclass(frozen=True)
-class Eagle3Objective:
+class Eagle3Objective(HeadObjective):
     head: Eagle3Head
     embed: torch.Tensor  # the target's token embeddings (V, H)
-    plan: EaglePlan
+    scoring: HeadLoss
 
-    def loss(self, batch: list[tuple[Sample, torch.Tensor]]) -> torch.Tensor:
-        return self.loss_on(collate(batch, self.embed, self.plan.passes))
+    def loss(self, batch: list[Sample]) -> torch.Tensor:
+        return self.loss_on(collate(self.paired(batch), self.embed, self.scoring.passes))
 
     def loss_on(self, batch: Batch) -> torch.Tensor:
         index = self._index()
-        outs = self.head.unroll(batch.embeds, batch.hidden, self.plan.passes)
+        outs = self.head.unroll(batch.embeds, batch.hidden, self.scoring.passes)
         total = torch.zeros(())
         for s, out in enumerate(outs):
             labels = index[torch.tensor(batch.labels[s], dtype=torch.long)]
@@ -70,12 +78,12 @@ class Eagle3Objective:
             logp = F.log_softmax(self.head.logits(out[rows, cols]), dim=-1)
             loss = F.nll_loss(logp, labels[keep])
             top = [t for t, k in zip(batch.top[s], keep.tolist(), strict=True) if k]
-            loss = loss + self.plan.soft_weight * _soft(logp, top, index)
-            total = total + self.plan.decay ** s * loss
+            loss = loss + self.scoring.soft_weight * soft_cross_entropy(logp, top, index)
+            total = total + self.scoring.decay ** s * loss
         return total
 
-    def acceptance(self, samples: list[Sample], feats: list[torch.Tensor],
-                   k: int) -> AcceptanceReport:
+    def acceptance(self, samples: list[Sample], k: int) -> AcceptanceReport:
+        feats = [self.features[s] for s in samples]
         return eagle3_acceptance(self.head, self.embed, samples, feats, k)
 
     def _index(self) -> torch.Tensor:
@@ -83,18 +91,6 @@ class Eagle3Objective:
         vocab = self.head.target_ids(torch.arange(self.head.shape.draft_vocab))
         index[vocab] = torch.arange(len(vocab))
         return index
-
-
-def _soft(logp: torch.Tensor, top: list[tuple[tuple[int, ...], tuple[float, ...]]],
-          index: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against the target's top-k, renormalised, over the part in the vocabulary."""
-    if not top or not top[0][0]:
-        return torch.zeros(())
-    k = min(len(ids) for ids, _ in top)
-    ids = index[torch.tensor([list(ids[:k]) for ids, _ in top])]
-    probs = torch.softmax(torch.tensor([list(lps[:k]) for _, lps in top]), dim=-1)
-    probs = probs * (ids >= 0)
-    return -(probs * logp.gather(1, ids.clamp(min=0))).sum(dim=-1).mean()
 
 
 def eagle3_acceptance(head: Eagle3Head, embed: torch.Tensor, samples: list[Sample],

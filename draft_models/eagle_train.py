@@ -1,4 +1,4 @@
-"""Training an EAGLE head on the target's answers and hidden states (torch, CPU).
+"""The objective of an EAGLE head (kind ``eagle``), and what EAGLE-3's shares (torch, CPU).
 
 The target's final hidden states for every distillation sample are computed once
 (float32, transformers: the same numbers vLLM hands the head) and cached next to the
@@ -7,17 +7,17 @@ every one: cross-entropy on the target's greedy token plus a soft cross-entropy 
 top-k (normalised over the vocabulary the target used), and a smooth-L1 pull of the
 predicted hidden state towards the target's. Later steps weigh less (``decay``).
 Acceptance is measured exactly as vLLM drafts: each step starts afresh from the
-target's hidden state, later tokens from the head's own outputs.
+target's hidden state, later tokens from the head's own outputs. The weights kept are
+the last with the longest mean accepted length; a head trains all its steps.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch.nn import functional as F
@@ -25,9 +25,10 @@ from torch.nn import functional as F
 from draft_models.acceptance import AcceptanceReport, simulate_runs
 from draft_models.datagen import Sample
 from draft_models.eagle import EagleHead
-from draft_models.train import TrainPlan, TrainResult, VocabSubset, batch_for_step, lr_at
+from draft_models.losses import TopK, VocabSubset, soft_cross_entropy
+from draft_models.train import BY_LENGTH, Selection, Weights
 
-ProgressFn = Callable[[int, int, dict[str, float]], None]
+Features = Mapping[Sample, torch.Tensor]  # the target's features of each sample
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,34 @@ class Frozen:
 
     embed: torch.Tensor  # (V, H)
     lm_head: torch.Tensor  # (V, H)
+
+
+@dataclass(frozen=True)
+class HeadLoss:
+    """How a head's unrolled drafting steps are scored."""
+
+    passes: int = 3  # drafting steps unrolled and scored
+    soft_weight: float = 0.5
+    feature_weight: float = 1.0  # EAGLE: smooth-L1 towards the target's hidden state
+    decay: float = 0.8  # weight of each later step relative to the one before
+
+    def __post_init__(self) -> None:
+        if self.passes < 1 or not 0 < self.decay <= 1:
+            raise ValueError("passes >= 1 and decay in (0, 1]")
+
+
+def loaded_target(target_dir: Path) -> tuple[Any, Frozen]:
+    """The target in float32 (transformers) and what a head borrows from it."""
+    from transformers import AutoModelForCausalLM
+
+    target = AutoModelForCausalLM.from_pretrained(str(target_dir), dtype=torch.float32)
+    frozen = Frozen(target.model.embed_tokens.weight.detach(), target.lm_head.weight.detach())
+    return target, frozen
+
+
+def feature_table(samples: list[Sample], feats: list[torch.Tensor]) -> dict[Sample, torch.Tensor]:
+    """Each sample's features (they depend on its token ids only, so equal samples share)."""
+    return dict(zip(samples, feats, strict=True))
 
 
 def target_features(target: Any, samples: list[Sample], cache: Path) -> list[torch.Tensor]:
@@ -74,7 +103,7 @@ class Batch:
     rows: list[list[int]] = field(default_factory=list)  # per pass: batch row
     cols: list[list[int]] = field(default_factory=list)  # per pass: index
     labels: list[list[int]] = field(default_factory=list)  # per pass: answer token
-    top: list[list[tuple[tuple[int, ...], tuple[float, ...]]]] = field(default_factory=list)
+    top: list[list[TopK]] = field(default_factory=list)
     goals: list[list[tuple[int, int]]] = field(default_factory=list)  # (row, position)
 
 
@@ -105,9 +134,9 @@ def collate(batch: list[tuple[Sample, torch.Tensor]], embed: torch.Tensor, passe
     return out
 
 
-def loss_on(head: EagleHead, batch: Batch, frozen: Frozen, plan: EaglePlan,
+def loss_on(head: EagleHead, batch: Batch, frozen: Frozen, scoring: HeadLoss,
             subset: VocabSubset) -> torch.Tensor:
-    outs = head.unroll(batch.embeds, batch.hidden, plan.passes)
+    outs = head.unroll(batch.embeds, batch.hidden, scoring.passes)
     head_rows = frozen.lm_head[subset.ids]
     total = torch.zeros(())
     for s, out in enumerate(outs):
@@ -116,22 +145,13 @@ def loss_on(head: EagleHead, batch: Batch, frozen: Frozen, plan: EaglePlan,
         picked = out[batch.rows[s], batch.cols[s]]
         logp = F.log_softmax(picked @ head_rows.T, dim=-1)
         labels = subset.index[torch.tensor(batch.labels[s])]
-        loss = F.nll_loss(logp, labels) + plan.soft_weight * _soft(logp, batch.top[s], subset)
+        soft = soft_cross_entropy(logp, batch.top[s], subset.index)
+        loss = F.nll_loss(logp, labels) + scoring.soft_weight * soft
         goal_rows, goal_pos = zip(*batch.goals[s], strict=True)
         goal = batch.hidden[list(goal_rows), list(goal_pos)]
-        loss = loss + plan.feature_weight * F.smooth_l1_loss(picked, goal)
-        total = total + plan.decay ** s * loss
+        loss = loss + scoring.feature_weight * F.smooth_l1_loss(picked, goal)
+        total = total + scoring.decay ** s * loss
     return total
-
-
-def _soft(logp: torch.Tensor, top: list[tuple[tuple[int, ...], tuple[float, ...]]],
-          subset: VocabSubset) -> torch.Tensor:
-    if not top or not top[0][0]:
-        return torch.zeros(())
-    k = min(len(ids) for ids, _ in top)
-    ids = subset.index[torch.tensor([list(ids[:k]) for ids, _ in top])]
-    probs = torch.softmax(torch.tensor([list(lps[:k]) for _, lps in top]), dim=-1)
-    return -(probs * logp.gather(1, ids)).sum(dim=-1).mean()
 
 
 def count_runs(guesses: list[list[int]], sample: Sample, k: int) -> list[int]:
@@ -173,120 +193,47 @@ def eagle_acceptance(head: EagleHead, samples: list[Sample], feats: list[torch.T
     return acceptance_of(head, guess, samples, feats, k)
 
 
-class Objective(Protocol):
-    """What a head kind trains on and how its drafts are scored."""
-
-    def loss(self, batch: list[tuple[Sample, torch.Tensor]]) -> torch.Tensor: ...
-
-    def acceptance(self, samples: list[Sample], feats: list[torch.Tensor],
-                   k: int) -> AcceptanceReport: ...
 
 
 @dataclass(frozen=True)
-class EagleObjective:
+class HeadObjective:
+    """What the EAGLE heads' objectives share: all of a head's weights train."""
+
+    head: torch.nn.Module
+    features: Features  # of every training and held-out sample
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.head
+
+    @property
+    def selection(self) -> Selection:
+        return BY_LENGTH
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.head.parameters())
+
+    def weights(self) -> Weights:
+        return self.head.state_dict()
+
+    def load(self, weights: Weights) -> None:
+        self.head.load_state_dict(weights)
+
+    def paired(self, batch: list[Sample]) -> list[tuple[Sample, torch.Tensor]]:
+        return [(s, self.features[s]) for s in batch]
+
+
+@dataclass(frozen=True)
+class EagleObjective(HeadObjective):
     head: EagleHead
     frozen: Frozen
-    plan: EaglePlan
-    subset: VocabSubset
+    scoring: HeadLoss
+    subset: VocabSubset  # the tokens the target used in the training answers
 
-    def loss(self, batch: list[tuple[Sample, torch.Tensor]]) -> torch.Tensor:
-        return loss_on(self.head, collate(batch, self.frozen.embed, self.plan.passes),
-                       self.frozen, self.plan, self.subset)
+    def loss(self, batch: list[Sample]) -> torch.Tensor:
+        collated = collate(self.paired(batch), self.frozen.embed, self.scoring.passes)
+        return loss_on(self.head, collated, self.frozen, self.scoring, self.subset)
 
-    def acceptance(self, samples: list[Sample], feats: list[torch.Tensor],
-                   k: int) -> AcceptanceReport:
+    def acceptance(self, samples: list[Sample], k: int) -> AcceptanceReport:
+        feats = [self.features[s] for s in samples]
         return eagle_acceptance(self.head, samples, feats, self.frozen, k)
-
-
-@dataclass(frozen=True)
-class EaglePlan:
-    train: TrainPlan
-    passes: int = 3
-    soft_weight: float = 0.5
-    feature_weight: float = 1.0
-    decay: float = 0.8
-
-    def __post_init__(self) -> None:
-        if self.passes < 1 or not 0 < self.decay <= 1:
-            raise ValueError("passes >= 1 and decay in (0, 1]")
-
-
-class EagleTrainer:
-    """Owns the head, its optimiser and checkpoint; ``run`` trains to the plan."""
-
-    def __init__(self, head: torch.nn.Module, frozen: Frozen, plan: EaglePlan,
-                 objective: Callable[[list[Sample]], Objective] | None = None) -> None:
-        """``objective(train samples)``: the head kind's; EAGLE's by default."""
-        torch.manual_seed(plan.train.seed)
-        torch.set_num_threads(plan.train.threads)
-        self.head, self.frozen, self.plan = head, frozen, plan
-        self.objective = objective or self._eagle_objective
-        self.optimizer = torch.optim.AdamW(head.parameters(), lr=plan.train.lr, weight_decay=0.0)
-        self.step = 0
-        self.result = TrainResult(0, 0, AcceptanceReport(plan.train.k))
-        self.best_state: dict[str, torch.Tensor] = {}
-
-    def run(self, train: list[Sample], train_feats: list[torch.Tensor], heldout: list[Sample],
-            held_feats: list[torch.Tensor], progress: ProgressFn) -> TrainResult:
-        plan = self.plan.train
-        self._resume()
-        objective = self.objective(train)
-        by_sample = {id(s): f for s, f in zip(train, train_feats, strict=True)}
-        started = time.monotonic() - self.result.wall_s
-        while self.step < plan.steps:
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr_at(plan, self.step)
-            batch = [(s, by_sample[id(s)]) for s in batch_for_step(train, plan, self.step)]
-            loss = objective.loss(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(self.head.parameters(), 1.0)
-            self.optimizer.step()
-            self.step += 1
-            metrics = {"loss": float(loss.detach())}
-            if self.step % plan.eval_every == 0 or self.step == plan.steps:
-                metrics.update(self._evaluate(objective.acceptance(heldout, held_feats,
-                                                                   plan.k)))
-            self.result.wall_s = time.monotonic() - started
-            if self.step % plan.checkpoint_every == 0 or "acceptance" in metrics:
-                self._save()
-            progress(self.step, plan.steps, metrics)
-        self.result.steps = self.step
-        self._save()
-        return self.result
-
-    def _eagle_objective(self, train: list[Sample]) -> Objective:
-        assert isinstance(self.head, EagleHead)
-        subset = VocabSubset.from_samples(train, self.frozen.embed.shape[0])
-        return EagleObjective(self.head, self.frozen, self.plan, subset)
-
-    def _evaluate(self, report: AcceptanceReport) -> dict[str, float]:
-        entry = {"step": float(self.step), "acceptance": report.rate,
-                 "mean_accepted_length": report.mean_accepted_length}
-        self.result.history.append(entry)
-        best = self.result.best
-        if report.mean_accepted_length >= best.mean_accepted_length or not self.best_state:
-            self.result.best, self.result.best_step = report, self.step
-            self.best_state = {k: v.clone() for k, v in self.head.state_dict().items()}
-        return entry
-
-    def _save(self) -> None:
-        state = {"step": self.step, "head": self.head.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "result": self.result,
-                 "best_state": self.best_state, "rng": torch.get_rng_state()}
-        checkpoint = self.plan.train.checkpoint
-        partial = checkpoint.with_suffix(".partial")
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, partial)
-        partial.rename(checkpoint)
-
-    def _resume(self) -> None:
-        checkpoint = self.plan.train.checkpoint
-        if not checkpoint.is_file():
-            return
-        state = torch.load(checkpoint, weights_only=False)
-        self.head.load_state_dict(state["head"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.result = int(state["step"]), state["result"]
-        self.best_state = state["best_state"]
-        torch.set_rng_state(state["rng"])

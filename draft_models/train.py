@@ -1,27 +1,31 @@
-"""Distillation training of a draft on the target's greedy answers (torch on CPU).
+"""The one training loop for every draft kind (torch on CPU), parameterised by an objective.
 
-Loss on every answer position: cross-entropy on the target's greedy token plus a
-soft cross-entropy on its renormalised top-k probabilities. Only the draft's layers
-and final norm train; embeddings and the tied head stay the target's. Batches follow a
-seeded order fixed by the step number, so a run resumed from its checkpoint continues
-exactly where it stopped. Held-out acceptance is measured every ``eval_every`` steps;
-training stops early when it plateaus and keeps the best tensors.
+An ``Objective`` is what differs between kinds: the model, which of its parameters train,
+the loss on a batch of the target's answers and how held-out acceptance is measured
+(``draft_model_train.py``, ``eagle_train.py``, ``eagle3_train.py``). The loop owns the
+rest: batches in a seeded order fixed by the step number, AdamW with warm-up then cosine,
+gradient clipping, held-out acceptance every ``eval_every`` steps, the best weights so far
+(by the objective's ``Selection``) and a checkpoint (weights, optimiser, RNG, history)
+from which a resumed run continues bit for bit.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import torch
 
 from draft_models.acceptance import AcceptanceReport
 from draft_models.datagen import Sample
-from draft_models.evaluate import acceptance
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
+Weights = dict[str, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -31,12 +35,11 @@ class TrainPlan:
     batch_tokens: int = 2048
     lr: float = 3e-4
     warmup: int = 20
-    soft_weight: float = 0.5
     seed: int = 0
-    k: int = 4
+    k: int = 4  # draft tokens per step, as acceptance is measured
     eval_every: int = 100
     checkpoint_every: int = 25
-    patience: int = 2  # evaluations without a 0.5-point gain before stopping
+    patience: int = 2  # evaluations without improvement before a plateau ends the run
     threads: int = 2
 
     def __post_init__(self) -> None:
@@ -52,6 +55,50 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     wall_s: float = 0.0
     stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which evaluation's weights a run keeps, and whether a plateau ends it."""
+
+    improves: Callable[[AcceptanceReport, AcceptanceReport], bool]  # (new, best so far)
+    stops_on_plateau: bool
+
+
+def _gains_half_a_point(report: AcceptanceReport, best: AcceptanceReport) -> bool:
+    return report.rate > best.rate + 0.005
+
+
+def _no_shorter(report: AcceptanceReport, best: AcceptanceReport) -> bool:
+    return report.mean_accepted_length >= best.mean_accepted_length
+
+
+BY_RATE = Selection(_gains_half_a_point, stops_on_plateau=True)
+BY_LENGTH = Selection(_no_shorter, stops_on_plateau=False)
+
+
+class Objective(Protocol):
+    """What one kind of draft trains and how its drafts are scored."""
+
+    @property
+    def model(self) -> torch.nn.Module: ...
+
+    @property
+    def selection(self) -> Selection: ...
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters that train (anything shared with the target is frozen)."""
+        ...
+
+    def loss(self, batch: list[Sample]) -> torch.Tensor: ...
+
+    def acceptance(self, samples: list[Sample], k: int) -> AcceptanceReport: ...
+
+    def weights(self) -> Weights:
+        """What a checkpoint and the best weights keep."""
+        ...
+
+    def load(self, weights: Weights) -> None: ...
 
 
 def make_batches(
@@ -88,188 +135,100 @@ def batch_for_step(samples: list[Sample], plan: TrainPlan, step: int) -> list[Sa
         epoch += 1
 
 
-@dataclass(frozen=True)
-class VocabSubset:
-    """The tokens the training loss normalises over: every token the target said or
-    ranked in its top-k. The full head costs ~6x more per position on a 49k vocabulary;
-    acceptance is always measured with the full head."""
-
-    ids: Any  # sorted LongTensor of vocabulary ids
-    index: Any  # LongTensor: vocabulary id -> position in ``ids`` (-1 outside)
-
-    @classmethod
-    def from_samples(cls, samples: list[Sample], vocab_size: int) -> VocabSubset:
-        import torch
-
-        seen = {t for s in samples for t in s.output_ids}
-        seen.update(t for s in samples for row in s.top_ids for t in row)
-        ids = torch.tensor(sorted(seen), dtype=torch.long)
-        index = torch.full((vocab_size,), -1, dtype=torch.long)
-        index[ids] = torch.arange(len(ids))
-        return cls(ids, index)
-
-
-@dataclass
-class _Targets:
-    rows: list[int] = field(default_factory=list)
-    cols: list[int] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    top_ids: list[list[int]] = field(default_factory=list)
-    top_lps: list[list[float]] = field(default_factory=list)
-
-
-def _batch_tensors(batch: list[Sample], pad_id: int) -> tuple[Any, Any, _Targets]:
-    import torch
-
-    width = max(_length(s) for s in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    out = _Targets()
-    for r, s in enumerate(batch):
-        seq = list(s.prompt_ids) + list(s.output_ids)
-        ids[r, :len(seq)] = torch.tensor(seq)
-        mask[r, :len(seq)] = 1
-        start = len(s.prompt_ids) - 1
-        out.rows.extend([r] * len(s.output_ids))
-        out.cols.extend(range(start, start + len(s.output_ids)))
-        out.labels.extend(s.output_ids)
-        out.top_ids.extend(list(row) for row in s.top_ids)
-        out.top_lps.extend(list(row) for row in s.top_logprobs)
-    return ids, mask, out
-
-
-def loss_on(draft: Any, batch: list[Sample], soft_weight: float, pad_id: int,
-            subset: VocabSubset | None = None) -> Any:
-    """Hard CE on the greedy token + ``soft_weight`` x soft CE on the target's top-k."""
-    import torch
-    import torch.nn.functional as F
-
-    ids, mask, t = _batch_tensors(batch, pad_id)
-    hidden = draft.model(input_ids=ids, attention_mask=mask).last_hidden_state
-    picked = hidden[torch.tensor(t.rows), torch.tensor(t.cols)]
-    labels = torch.tensor(t.labels)
-    if subset is None:
-        logits = draft.lm_head(picked)
-    else:
-        logits = picked @ draft.lm_head.weight[subset.ids].T
-        labels = subset.index[labels]
-    logp = F.log_softmax(logits, dim=-1)
-    hard = F.nll_loss(logp, labels)
-    usable = soft_weight > 0 and len(t.top_ids) == len(t.labels) and t.top_ids and t.top_ids[0]
-    if not usable:
-        return hard
-    k = min(len(row) for row in t.top_ids)
-    top = torch.tensor([row[:k] for row in t.top_ids])
-    if subset is not None:
-        top = subset.index[top]
-    probs = torch.softmax(torch.tensor([row[:k] for row in t.top_lps]), dim=-1)
-    soft = -(probs * logp.gather(1, top)).sum(dim=-1).mean()
-    return hard + soft_weight * soft
-
-
 def lr_at(plan: TrainPlan, step: int) -> float:
     if step < plan.warmup:
         return plan.lr * (step + 1) / plan.warmup
-    import math
-
     progress = (step - plan.warmup) / max(1, plan.steps - plan.warmup)
     return plan.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+# A checkpoint written before the loops were merged names its weights by kind.
+_LEGACY_KEYS = {"tensors": "weights", "head": "weights", "best_tensors": "best",
+                "best_state": "best"}
+
+
 class Trainer:
-    """Owns the draft, its optimiser and the checkpoint file; ``run`` trains to the plan."""
+    """Owns the objective's optimiser and the checkpoint file; ``run`` trains to the plan."""
 
-    def __init__(self, draft: Any, plan: TrainPlan, pad_id: int) -> None:
-        import torch
-
-        from draft_models.architecture import freeze_shared
-
+    def __init__(self, objective: Objective, plan: TrainPlan) -> None:
         torch.manual_seed(plan.seed)
         torch.set_num_threads(plan.threads)
-        self.draft = draft
-        self.plan = plan
-        self.pad_id = pad_id
-        self.params = freeze_shared(draft)
+        self.objective, self.plan = objective, plan
+        self.params = objective.parameters()
         self.optimizer = torch.optim.AdamW(self.params, lr=plan.lr, weight_decay=0.0)
         self.step = 0
         self.result = TrainResult(0, 0, AcceptanceReport(plan.k))
-        self.best_tensors: dict[str, Any] = {}
+        self.best: Weights = {}
         self._stale_evals = 0
-        self._subset: VocabSubset | None = None
 
     def run(self, train: list[Sample], heldout: list[Sample], progress: ProgressFn) -> TrainResult:
+        plan = self.plan
         self._resume()
-        self._subset = VocabSubset.from_samples(train, int(self.draft.config.vocab_size))
         started = time.monotonic() - self.result.wall_s
-        self.draft.train()
-        while self.step < self.plan.steps and not self.result.stopped_early:
-            loss = self._train_step(batch_for_step(train, self.plan, self.step))
+        self.objective.model.train()
+        while self.step < plan.steps and not self.result.stopped_early:
+            loss = self._train_step(batch_for_step(train, plan, self.step))
             self.step += 1
             metrics = {"loss": loss}
-            if self.step % self.plan.eval_every == 0 or self.step == self.plan.steps:
+            if self.step % plan.eval_every == 0 or self.step == plan.steps:
                 metrics.update(self._evaluate(heldout))
             self.result.wall_s = time.monotonic() - started
-            if self.step % self.plan.checkpoint_every == 0 or "acceptance" in metrics:
+            if self.step % plan.checkpoint_every == 0 or "acceptance" in metrics:
                 self._save()
-            progress(self.step, self.plan.steps, metrics)
+            progress(self.step, plan.steps, metrics)
         self.result.steps = self.step
         self._save()
         return self.result
 
+    def restore_best(self) -> None:
+        """Load the best weights seen (by the objective's selection) into the model."""
+        if self.best:
+            self.objective.load(self.best)
+
     def _train_step(self, batch: list[Sample]) -> float:
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.plan, self.step)
-        loss = loss_on(self.draft, batch, self.plan.soft_weight, self.pad_id, self._subset)
+        loss = self.objective.loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        import torch
-
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         return float(loss.detach())
 
     def _evaluate(self, heldout: list[Sample]) -> dict[str, float]:
-        from draft_models.architecture import trained_tensors
-
-        report = acceptance(self.draft, heldout, self.plan.k)
+        report = self.objective.acceptance(heldout, self.plan.k)
         entry = {"step": float(self.step), "acceptance": report.rate,
                  "mean_accepted_length": report.mean_accepted_length}
         self.result.history.append(entry)
-        if report.rate > self.result.best.rate + 0.005 or not self.best_tensors:
+        selection = self.objective.selection
+        if selection.improves(report, self.result.best) or not self.best:
             self.result.best, self.result.best_step = report, self.step
-            self.best_tensors = {k: v.clone() for k, v in trained_tensors(self.draft).items()}
+            self.best = {k: v.clone() for k, v in self.objective.weights().items()}
             self._stale_evals = 0
         else:
             self._stale_evals += 1
-            self.result.stopped_early = self._stale_evals >= self.plan.patience
+            self.result.stopped_early = (selection.stops_on_plateau
+                                         and self._stale_evals >= self.plan.patience)
         return entry
 
     def _save(self) -> None:
-        import torch
-
-        from draft_models.architecture import trained_tensors
-
-        state = {
-            "step": self.step, "tensors": trained_tensors(self.draft),
-            "optimizer": self.optimizer.state_dict(), "result": self.result,
-            "best_tensors": self.best_tensors, "stale_evals": self._stale_evals,
-            "rng": torch.get_rng_state(),
-        }
+        state = {"step": self.step, "weights": self.objective.weights(),
+                 "optimizer": self.optimizer.state_dict(), "result": self.result,
+                 "best": self.best, "stale_evals": self._stale_evals,
+                 "rng": torch.get_rng_state()}
         partial = self.plan.checkpoint.with_suffix(".partial")
         partial.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, partial)
         partial.rename(self.plan.checkpoint)
 
     def _resume(self) -> None:
-        import torch
-
         if not self.plan.checkpoint.is_file():
             return
-        state = torch.load(self.plan.checkpoint, weights_only=False)
-        self.draft.load_state_dict(state["tensors"], strict=False)
+        stored: dict[str, Any] = torch.load(self.plan.checkpoint, weights_only=False)
+        state = {_LEGACY_KEYS.get(key, key): value for key, value in stored.items()}
+        self.objective.load(state["weights"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.result = state["result"]
-        self.best_tensors = state["best_tensors"]
-        self._stale_evals = int(state["stale_evals"])
+        self.step, self.result = int(state["step"]), state["result"]
+        self.best = state["best"]
+        self._stale_evals = int(state.get("stale_evals", 0))
         torch.set_rng_state(state["rng"])

@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from draft_models.eagle3 import Eagle3Head, Eagle3Shape, draft_vocabulary, init_from_target
-from draft_models.eagle3_build import EAGLE3_FILE, load_head3
+from draft_models.eagle3_build import load_head3
 from draft_models.eagle3_train import Eagle3Objective, aux_features, eagle3_acceptance
-from draft_models.eagle_train import EaglePlan, EagleTrainer, Frozen
+from draft_models.eagle_train import HeadLoss, feature_table
 from draft_models.head_layers import HeadShape
+from draft_models.kinds import EAGLE3
 from draft_models.materialize import materialize
-from draft_models.pipeline import BuildPlan, train_draft, write_draft
+from draft_models.pipeline import train_draft, write_draft
+from draft_models.plan import BuildPlan
 from draft_models.registry import read_card
-from draft_models.train import TrainPlan
+from draft_models.train import Trainer, TrainPlan
 from tests.draft_models.conftest import QuietReporter, chain_samples, write_split
 
 
@@ -56,12 +58,12 @@ def test_eagle3_training_when_answers_follow_a_rule_then_acceptance_rises(
     head = Eagle3Head(Eagle3Shape(HeadShape.of(target.config), layers, len(vocab)))
     init_from_target(head, target, vocab)
     embed = target.model.embed_tokens.weight.detach()
-    plan = EaglePlan(TrainPlan(tmp_path / "e3.pt", steps=300, batch_tokens=256, lr=3e-2,
-                               warmup=2, eval_every=100, checkpoint_every=100, threads=1, k=3))
+    plan = TrainPlan(tmp_path / "e3.pt", steps=300, batch_tokens=256, lr=3e-2, warmup=2,
+                     eval_every=100, checkpoint_every=100, threads=1, k=3)
     before = eagle3_acceptance(head, embed, heldout, held_feats, 3)
-    trainer = EagleTrainer(head, Frozen(embed, target.lm_head.weight.detach()), plan,
-                           lambda _: Eagle3Objective(head, embed, plan))
-    result = trainer.run(train, train_feats, heldout, held_feats, lambda *_: None)
+    features = feature_table(train + heldout, train_feats + held_feats)
+    trainer = Trainer(Eagle3Objective(head, features, embed, HeadLoss(passes=3)), plan)
+    result = trainer.run(train, heldout, lambda *_: None)
     assert before.rate < 0.05 and result.best.rate > 0.25, result.history
     assert result.best.rate_by_position()[2] > 0.05  # later drafts too, from its own states
 
@@ -72,7 +74,7 @@ def test_eagle3_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_fol
     work, out = tmp_path / "work", tmp_path / "shipped" / "tiny-eagle3"
     write_split(work, chain_samples(30), train=24)
     plan = BuildPlan("tiny", tiny_target, work, out, steps=6, held_out=6, eval_every=3,
-                     eval_samples=6, batch_tokens=256, arch="eagle3", k=2, draft_vocab=32)
+                     eval_samples=6, batch_tokens=256, kind=EAGLE3, k=2, draft_vocab=32)
     head, result = train_draft(plan, QuietReporter())
     assert result.steps == 6 and head.shape.draft_vocab == 32
     folder = write_draft(plan, head, result)
@@ -81,7 +83,7 @@ def test_eagle3_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_fol
     assert card["architecture"]["type"] == "Eagle3Head" and card["acceptance"]["k"] == 2
     assert card["architecture"]["draft_vocab"] == 32
     assert "EAGLE-3 head" in (folder / "REPORT.md").read_text()
-    shipped = load_head3(tiny_target, folder / EAGLE3_FILE, head.shape.aux_layers)
+    shipped = load_head3(tiny_target, folder / EAGLE3.weights_file, head.shape.aux_layers)
     for name, tensor in head.state_dict().items():  # bfloat16 on disk, d2t exact
         torch.testing.assert_close(shipped.state_dict()[name], tensor, rtol=1e-2, atol=1e-2)
     torch.testing.assert_close(shipped.d2t, head.d2t, rtol=0, atol=0)
@@ -99,16 +101,16 @@ def test_eagle3_build_when_init_from_a_head_then_fine_tunes_it_with_its_vocabula
     work = tmp_path / "work"
     write_split(work, chain_samples(30), train=24)
     first = BuildPlan("tiny", tiny_target, work, tmp_path / "first", steps=6, held_out=6,
-                      eval_every=3, eval_samples=6, batch_tokens=256, arch="eagle3", k=2,
+                      eval_every=3, eval_samples=6, batch_tokens=256, kind=EAGLE3, k=2,
                       draft_vocab=32)
     start = write_draft(first, *train_draft(first, QuietReporter()))
     tuned = BuildPlan("tiny", tiny_target, tmp_path / "work2", tmp_path / "tuned", steps=3,
                       held_out=6, eval_every=3, eval_samples=6, batch_tokens=256,
-                      arch="eagle3", k=2, draft_vocab=16, init_head=start, lr=1e-4)
+                      kind=EAGLE3, k=2, draft_vocab=16, init_head=start, lr=1e-4)
     write_split(tuned.work_dir, chain_samples(30, seed=1), train=24)
     head, result = train_draft(tuned, QuietReporter())
 
-    before = load_head3(tiny_target, start / EAGLE3_FILE, head.shape.aux_layers)
+    before = load_head3(tiny_target, start / EAGLE3.weights_file, head.shape.aux_layers)
     assert head.shape.draft_vocab == 32  # the starting head's, not the plan's 16
     torch.testing.assert_close(head.d2t, before.d2t, rtol=0, atol=0)
     drift = max((head.state_dict()[k] - v).abs().max().item()
@@ -116,7 +118,7 @@ def test_eagle3_build_when_init_from_a_head_then_fine_tunes_it_with_its_vocabula
     assert 0 < drift < 0.05  # trained a little, from the starting weights
     card = read_card(write_draft(tuned, head, result))
     assert card["training"]["init_from"]["head"] == "first"
-    assert EAGLE3_FILE in card["training"]["init_from"]
+    assert EAGLE3.weights_file in card["training"]["init_from"]
     assert card["training"]["init_from"]["its_steps"] == "6"
     assert "fine-tuned from first" in (tmp_path / "tuned" / "REPORT.md").read_text()
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import torch
 
-from draft_models.eagle_build import EAGLE_FILE, load_head
+from draft_models.eagle_build import load_head
+from draft_models.kinds import EAGLE
 from draft_models.materialize import materialize
-from draft_models.pipeline import BuildPlan, train_draft, write_draft
+from draft_models.pipeline import train_draft, write_draft
+from draft_models.plan import BuildPlan
 from draft_models.registry import read_card
 from tests.draft_models.conftest import QuietReporter, chain_samples, write_split
 
@@ -20,7 +22,7 @@ def test_eagle_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_fold
     work, out = tmp_path / "work", tmp_path / "shipped" / "tiny-eagle"
     write_split(work, chain_samples(30), train=24)
     plan = BuildPlan("tiny", tiny_target, work, out, steps=6, held_out=6, eval_every=3,
-                     eval_samples=6, batch_tokens=256, arch="eagle", k=2)
+                     eval_samples=6, batch_tokens=256, kind=EAGLE, k=2)
     head, result = train_draft(plan, QuietReporter())
     assert result.steps == 6 and [h["step"] for h in result.history] == [3.0, 6.0]
     folder = write_draft(plan, head, result)
@@ -29,7 +31,7 @@ def test_eagle_build_when_data_exists_then_ships_a_card_and_installs_a_vllm_fold
     assert card["architecture"]["type"] == "EagleHead" and card["acceptance"]["k"] == 2
     assert len(card["acceptance"]["by_position"]) == 2
     assert "EAGLE head" in (folder / "REPORT.md").read_text()
-    shipped = load_head(tiny_target, folder / EAGLE_FILE)
+    shipped = load_head(tiny_target, folder / EAGLE.weights_file)
     for name, tensor in head.state_dict().items():  # bfloat16 on disk
         torch.testing.assert_close(shipped.state_dict()[name], tensor, rtol=1e-2, atol=1e-2)
 

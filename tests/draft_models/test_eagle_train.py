@@ -8,16 +8,19 @@ from typing import Any
 import pytest
 import torch
 
+from draft_models.datagen import Sample
 from draft_models.eagle import EagleHead, init_from_target
 from draft_models.eagle_train import (
-    EaglePlan,
-    EagleTrainer,
+    EagleObjective,
     Frozen,
+    HeadLoss,
     eagle_acceptance,
+    feature_table,
     target_features,
 )
 from draft_models.head_layers import HeadShape
-from draft_models.train import TrainPlan
+from draft_models.losses import VocabSubset
+from draft_models.train import Trainer, TrainPlan
 from tests.draft_models.conftest import chain_samples
 
 
@@ -33,10 +36,17 @@ def _setup(tiny_target: Path, tmp_path: Path, steps: int, feature_weight: float 
     frozen = Frozen(target.model.embed_tokens.weight.detach(), target.lm_head.weight.detach())
     head = EagleHead(HeadShape.of(target.config))
     init_from_target(head, target)
-    plan = EaglePlan(TrainPlan(tmp_path / "eagle.pt", steps=steps, batch_tokens=256, lr=lr,
-                               warmup=2, eval_every=10, checkpoint_every=5, threads=1, k=3),
-                      feature_weight=feature_weight)
-    return target, frozen, head, plan
+    plan = TrainPlan(tmp_path / "eagle.pt", steps=steps, batch_tokens=256, lr=lr, warmup=2,
+                     eval_every=10, checkpoint_every=5, threads=1, k=3)
+    return target, frozen, head, (plan, HeadLoss(passes=3, feature_weight=feature_weight))
+
+
+def _trainer(head: EagleHead, frozen: Frozen, plans: tuple[TrainPlan, HeadLoss],
+             train: list[Sample], features: dict[Sample, torch.Tensor]) -> Trainer:
+    """The EAGLE objective, normalised over the tokens of ``train``."""
+    plan, scoring = plans
+    subset = VocabSubset.from_samples(train, frozen.embed.shape[0])
+    return Trainer(EagleObjective(head, features, frozen, scoring, subset), plan)
 
 
 def test_eagle_training_when_answers_follow_a_rule_then_acceptance_rises(
@@ -49,8 +59,9 @@ def test_eagle_training_when_answers_follow_a_rule_then_acceptance_rises(
     train_feats = target_features(target, train, tmp_path / "train.pt")
     held_feats = target_features(target, heldout, tmp_path / "held.pt")
     before = eagle_acceptance(head, heldout, held_feats, frozen, 3)
-    result = EagleTrainer(head, frozen, plan).run(train, train_feats, heldout, held_feats,
-                                                  lambda *_: None)
+    features = feature_table(train + heldout, train_feats + held_feats)
+    trainer = _trainer(head, frozen, plan, train, features)
+    result = trainer.run(train, heldout, lambda *_: None)
     assert result.steps == 120
     assert before.rate < 0.05 and result.best.rate > 0.25  # measured 0.36 at step 120
     assert result.best.rate_by_position()[2] > 0.05  # later drafts too, from its own states
@@ -83,9 +94,8 @@ def test_eagle_training_when_resumed_then_matches_an_uninterrupted_run(
 ) -> None:
     samples = chain_samples(24)
     target, frozen, straight, plan = _setup(tiny_target, tmp_path / "a", 10)
-    feats = target_features(target, samples, tmp_path / "f.pt")
-    EagleTrainer(straight, frozen, plan).run(samples, feats, samples[:2], feats[:2],
-                                             lambda *_: None)
+    feats = feature_table(samples, target_features(target, samples, tmp_path / "f.pt"))
+    _trainer(straight, frozen, plan, samples, feats).run(samples, samples[:2], lambda *_: None)
 
     def stop_at_5(done: int, total: int, metrics: dict[str, float]) -> None:
         if done == 5:
@@ -93,11 +103,11 @@ def test_eagle_training_when_resumed_then_matches_an_uninterrupted_run(
 
     _, _, interrupted, plan_b = _setup(tiny_target, tmp_path / "b", 10)
     with pytest.raises(_Interrupt):
-        EagleTrainer(interrupted, frozen, plan_b).run(samples, feats, samples[:2], feats[:2],
-                                                      stop_at_5)
+        _trainer(interrupted, frozen, plan_b, samples, feats).run(samples, samples[:2],
+                                                                  stop_at_5)
     _, _, again, _ = _setup(tiny_target, tmp_path / "b", 10)
-    result = EagleTrainer(again, frozen, plan_b).run(samples, feats, samples[:2], feats[:2],
-                                                     lambda *_: None)
+    result = _trainer(again, frozen, plan_b, samples, feats).run(samples, samples[:2],
+                                                                 lambda *_: None)
     assert result.steps == 10
     for name, tensor in straight.state_dict().items():
         torch.testing.assert_close(again.state_dict()[name], tensor, rtol=1e-5, atol=1e-6)

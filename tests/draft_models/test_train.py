@@ -1,12 +1,16 @@
-"""Training on a tiny target: a smoke run learns, resumes exactly, and ships a draft."""
+"""Training a small Llama draft on a tiny target: a smoke run learns and resumes exactly."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from draft_models.acceptance import AcceptanceReport
 from draft_models.architecture import build_from_target, default_init_layers, trained_tensors
+from draft_models.datagen import Sample
+from draft_models.draft_model_train import DraftModelObjective
 from draft_models.evaluate import acceptance
-from draft_models.train import Trainer, TrainPlan, batch_for_step, make_batches
+from draft_models.train import BY_LENGTH, BY_RATE, Trainer, TrainPlan, batch_for_step, make_batches
 from tests.draft_models.conftest import chain_samples
 
 
@@ -20,6 +24,10 @@ def _target(folder: Path):  # type: ignore[no-untyped-def]
 def _plan(tmp_path: Path, steps: int) -> TrainPlan:
     return TrainPlan(tmp_path / "ckpt.pt", steps=steps, batch_tokens=256, lr=1e-2, warmup=2,
                      eval_every=10, checkpoint_every=5, patience=100, threads=1)
+
+
+def _trainer(draft: Any, train: list[Sample], plan: TrainPlan) -> Trainer:
+    return Trainer(DraftModelObjective.on(draft, train, pad_id=2), plan)
 
 
 def test_default_init_layers_spans_first_to_last() -> None:
@@ -54,7 +62,7 @@ def test_smoke_training_raises_held_out_acceptance(tiny_target: Path, tmp_path: 
     train, heldout = samples[:40], samples[40:]
     draft = build_from_target(_target(tiny_target), (0, 2))
     before = acceptance(draft, heldout, k=4).rate
-    result = Trainer(draft, _plan(tmp_path, 60), pad_id=2).run(train, heldout, lambda *_: None)
+    result = _trainer(draft, train, _plan(tmp_path, 60)).run(train, heldout, lambda *_: None)
     assert result.steps == 60
     assert result.best.rate > before + 0.3
     assert [h["step"] for h in result.history] == [10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
@@ -77,18 +85,56 @@ def test_resumed_training_matches_an_uninterrupted_run(tiny_target: Path, tmp_pa
 
     samples = chain_samples(24)
     straight = build_from_target(_target(tiny_target), (0, 2))
-    Trainer(straight, _plan(tmp_path / "a", 10), pad_id=2).run(samples, samples[:2],
-                                                               lambda *_: None)
+    _trainer(straight, samples, _plan(tmp_path / "a", 10)).run(samples, samples[:2],
+                                                                lambda *_: None)
     interrupted = build_from_target(_target(tiny_target), (0, 2))
     with pytest.raises(_Interrupt):  # stops right after the step-5 checkpoint
-        Trainer(interrupted, _plan(tmp_path / "b", 10), pad_id=2).run(
+        _trainer(interrupted, samples, _plan(tmp_path / "b", 10)).run(
             samples, samples[:2], _stop_at(5))
     again = build_from_target(_target(tiny_target), (0, 2))
-    result = Trainer(again, _plan(tmp_path / "b", 10), pad_id=2).run(
+    result = _trainer(again, samples, _plan(tmp_path / "b", 10)).run(
         samples, samples[:2], lambda *_: None)
     assert result.steps == 10
     for name, tensor in trained_tensors(straight).items():
         assert torch.allclose(tensor, trained_tensors(again)[name], atol=1e-6), name
+
+
+def test_resumed_training_when_the_checkpoint_predates_the_merged_loop_then_it_continues(
+    tiny_target: Path, tmp_path: Path
+) -> None:
+    import torch
+
+    samples = chain_samples(24)
+    straight = build_from_target(_target(tiny_target), (0, 2))
+    _trainer(straight, samples, _plan(tmp_path / "a", 10)).run(samples, samples[:2],
+                                                                lambda *_: None)
+    interrupted = build_from_target(_target(tiny_target), (0, 2))
+    with pytest.raises(_Interrupt):
+        _trainer(interrupted, samples, _plan(tmp_path / "b", 10)).run(
+            samples, samples[:2], _stop_at(5))
+    checkpoint = tmp_path / "b" / "ckpt.pt"
+    old_names = {"weights": "tensors", "best": "best_tensors"}  # the small draft's old loop
+    state = torch.load(checkpoint, weights_only=False)
+    torch.save({old_names.get(k, k): v for k, v in state.items()}, checkpoint)
+    again = build_from_target(_target(tiny_target), (0, 2))
+    result = _trainer(again, samples, _plan(tmp_path / "b", 10)).run(
+        samples, samples[:2], lambda *_: None)
+    assert result.steps == 10
+    for name, tensor in trained_tensors(straight).items():
+        assert torch.allclose(tensor, trained_tensors(again)[name], atol=1e-6), name
+
+
+def test_selection_by_rate_when_the_gain_is_under_half_a_point_then_the_best_stays() -> None:
+    best = AcceptanceReport(2, steps=100, drafted=1000, accepted=500)
+    assert not BY_RATE.improves(AcceptanceReport(2, 100, 1000, 504), best)  # +0.4 points
+    assert BY_RATE.improves(AcceptanceReport(2, 100, 1000, 506), best)
+    assert BY_RATE.stops_on_plateau and not BY_LENGTH.stops_on_plateau
+
+
+def test_selection_by_length_when_tied_then_the_later_weights_are_kept() -> None:
+    best = AcceptanceReport(2, steps=10, drafted=20, accepted=10)
+    assert BY_LENGTH.improves(AcceptanceReport(2, 10, 20, 10), best)
+    assert not BY_LENGTH.improves(AcceptanceReport(2, 10, 20, 9), best)
 
 
 def test_batch_for_step_wraps_into_the_next_epoch() -> None:
