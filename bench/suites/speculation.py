@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 from bench.plan import BenchContext, Probe, Results, Section, Suite, level_row
 from bench.prompts import Workload
 from bench.targets import TargetSpec
+from draft_models.kinds import DRAFT_MODEL, EAGLE3, installed_kind
 from engine.config import SpeculationConfig, SpeculationMethod
 
 COLUMNS = (
@@ -20,13 +21,23 @@ WORKLOADS: tuple[Workload, ...] = ("chat", "rewrite")
 
 
 def _draft_method(path: Path) -> SpeculationMethod:
+    """The method that serves the draft at ``path``: its kind when ``draft install`` wrote
+    it (the folder keeps the card), else read from a published head's config."""
+    kind = installed_kind(path)
+    name = kind.name if kind is not None else _published_method(path)
+    if name not in get_args(SpeculationMethod):
+        raise ValueError(f"{path}: draft kind {name!r} is no speculation method")
+    return cast(SpeculationMethod, name)
+
+
+def _published_method(path: Path) -> str:
     config_file = path / "config.json"
     if config_file.is_file():
         config = json.loads(config_file.read_text())
         kind = str(config.get("speculators_model_type", "")) + str(config.get("architectures"))
         if "eagle3" in kind.lower():
-            return "eagle3"
-    return "draft_model"
+            return EAGLE3.name
+    return DRAFT_MODEL.name
 
 
 def variants(ctx: BenchContext) -> dict[str, TargetSpec | str]:
