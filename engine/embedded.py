@@ -115,7 +115,7 @@ class EmbeddedEngine:
         except EngineDeadError as exc:
             raise EngineUnavailableError(f"engine for {self.model_name} died: {exc}") from exc
         except (VLLMClientError, ValueError) as exc:
-            raise EngineRequestError(str(exc)) from exc
+            raise EngineRequestError(str(exc), getattr(exc, "parameter", None)) from exc
 
     async def abort(self, request_id: str) -> None:
         if self._llm is not None:

@@ -16,7 +16,12 @@ class EngineUnavailableError(EngineError):
 
 
 class EngineRequestError(EngineError):
-    """The engine rejected one request (bad parameters for this model)."""
+    """The engine rejected one request (bad parameters for this model); ``param`` names the
+    offending request parameter when the engine said which."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class UnsupportedQuantizationError(EngineError):

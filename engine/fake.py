@@ -8,8 +8,9 @@ It is never the only test of a feature: the real engine tests run against vLLM.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.errors import EngineUnavailableError
 from engine.protocol import (
@@ -23,13 +24,19 @@ from engine.protocol import (
 
 
 class CharRenderer:
-    """One token per character; a chat renders as ``role: content`` lines."""
+    """One token per character; a chat renders as ``role: content`` lines (tool calls as
+    ``name(arguments)``, offered tools as one ``tools:`` line first)."""
 
     vocab_size = 0x110000
 
-    def render_chat(self, messages: Sequence[object]) -> list[int]:
-        text = "".join(f"{m.role}: {m.content}\n" for m in messages)  # type: ignore[attr-defined]
-        return self.encode(text + "assistant: ")
+    def render_chat(self, prompt: Any) -> list[int]:
+        lines = [f"tools: {','.join(t['function']['name'] for t in prompt.tools)}\n"
+                 if prompt.tools else ""]
+        for m in prompt.messages:
+            calls = "".join(f"{c.name}({c.arguments})" for c in m.tool_calls)
+            lines.append(f"{m.role}: {m.content}{calls}\n")
+        suffix = "assistant: " if prompt.add_generation_prompt else ""
+        return self.encode("".join(lines) + suffix)
 
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]

@@ -45,6 +45,12 @@ class WheelGgufSource:
         raise ModelNotPreparedError(f"{self.filename} not found in {self.distribution}")
 
 
+def created_at(folder: Path) -> int:
+    """When the model folder was prepared (Unix seconds; 0 when it is not there yet)."""
+    config = folder / "config.json"
+    return int(config.stat().st_mtime) if config.is_file() else 0
+
+
 def is_prepared(folder: Path) -> bool:
     return (folder / _MARKER).is_file()
 

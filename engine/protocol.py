@@ -17,9 +17,40 @@ MAX_TOP_LOGPROBS = 20
 QUEUE_TIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+StructuredKind = Literal["json", "json_object", "regex", "choice", "grammar", "structural_tag"]
+
+
+@dataclass(frozen=True)
+class StructuredOutput:
+    """A constraint on what the engine may generate (vLLM's structured outputs).
+
+    ``spec`` is the JSON schema (compact JSON) for ``json``, the pattern for ``regex``, the
+    grammar for ``grammar`` and the tag's JSON for ``structural_tag``; ``choices`` holds the
+    alternatives for ``choice``; ``json_object`` needs neither.
+    """
+
+    kind: StructuredKind
+    spec: str = ""
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind == "choice":
+            if not self.choices or self.spec:
+                raise ValueError("a choice constraint lists its choices and nothing else")
+        elif self.kind == "json_object":
+            if self.spec or self.choices:
+                raise ValueError("a json_object constraint takes no spec")
+        elif not self.spec or self.choices:
+            raise ValueError(f"a {self.kind} constraint needs its spec")
+
+
 @dataclass(frozen=True)
 class SamplingSpec:
-    """Sampling parameters, already validated against the gateway's bounds."""
+    """Sampling parameters, already validated against the gateway's bounds.
+
+    The first group is OpenAI's; the rest are vLLM's own extensions that its OpenAI server
+    accepts too (``top_k`` 0 and ``allowed_token_ids`` None mean off).
+    """
 
     max_tokens: int
     temperature: float = 1.0
@@ -30,7 +61,19 @@ class SamplingSpec:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     logprobs: int | None = None  # None: off; k: the sampled token plus k alternatives
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias in [-100, 100])
+    structured: StructuredOutput | None = None
     ignore_eos: bool = False
+    top_k: int = 0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    min_tokens: int = 0
+    stop_token_ids: tuple[int, ...] = ()
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    bad_words: tuple[str, ...] = ()
+    allowed_token_ids: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -45,6 +88,19 @@ class SamplingSpec:
             raise ValueError("penalties must be in [-2, 2]")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_TOP_LOGPROBS:
             raise ValueError(f"logprobs must be in [0, {MAX_TOP_LOGPROBS}]")
+        if any(not -100.0 <= bias <= 100.0 for _, bias in self.logit_bias):
+            raise ValueError("logit_bias values must be in [-100, 100]")
+        self._check_extensions()
+
+    def _check_extensions(self) -> None:
+        if self.top_k < 0 or not 0.0 <= self.min_p <= 1.0:
+            raise ValueError("top_k must be >= 0 and min_p in [0, 1]")
+        if not 0.0 < self.repetition_penalty <= 2.0:
+            raise ValueError("repetition_penalty must be in (0, 2]")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise ValueError("min_tokens must be in [0, max_tokens]")
+        if self.allowed_token_ids is not None and not self.allowed_token_ids:
+            raise ValueError("allowed_token_ids must not be empty")
 
 
 @dataclass(frozen=True)

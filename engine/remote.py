@@ -130,17 +130,19 @@ async def _sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]
         yield event, "\n".join(data)
 
 
-def _message(body: str) -> str:
+def _message(body: str) -> tuple[str, str | None]:
     try:
-        return str(json.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        return body[:200]
+        error = json.loads(body)["error"]
+        param = error.get("param")
+        return str(error["message"]), param if isinstance(param, str) else None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return body[:200], None
 
 
 def _status_error(response: httpx.Response) -> Exception:
-    message = _message(response.text)
+    message, param = _message(response.text)
     if response.status_code == 400:
-        return EngineRequestError(message)
+        return EngineRequestError(message, param)
     return EngineUnavailableError(f"replica answered {response.status_code}: {message}")
 
 
@@ -150,5 +152,7 @@ def _in_band_error(data: str) -> Exception:
     except ValueError:
         body = {"message": data}
     if body.get("type") == "request":
-        return EngineRequestError(str(body.get("message")))
+        param = body.get("param")
+        return EngineRequestError(str(body.get("message")),
+                                  param if isinstance(param, str) else None)
     return EngineUnavailableError(f"replica failed mid-stream: {body.get('message')}")

@@ -56,14 +56,15 @@ class EngineServerState:
         }
 
 
-def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+def _error(status: int, kind: str, message: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message, "param": param}},
+                        status_code=status)
 
 
 def _error_for(exc: Exception) -> JSONResponse:
     """The engine server's one mapping of failures to HTTP (the gateway maps them back)."""
     if isinstance(exc, EngineRequestError):
-        return _error(400, "request", str(exc))
+        return _error(400, "request", str(exc), exc.param)
     if isinstance(exc, EngineUnavailableError | StopAsyncIteration):
         return _error(503, "unavailable", str(exc))
     log.exception("engine request failed", exc_info=exc)
@@ -111,7 +112,9 @@ async def _stream(
             yield {"data": json.dumps(encode(out))}
     except Exception as exc:  # after the 200: report in-band, the gateway raises it
         kind = "request" if isinstance(exc, EngineRequestError) else "unavailable"
-        yield {"event": "error", "data": json.dumps({"type": kind, "message": str(exc)})}
+        param = exc.param if isinstance(exc, EngineRequestError) else None
+        yield {"event": "error",
+               "data": json.dumps({"type": kind, "message": str(exc), "param": param})}
     finally:
         with anyio.CancelScope(shield=True):  # a closed stream still aborts the request
             if not finished:

@@ -10,11 +10,25 @@ from engine.protocol import (
     FinishReason,
     SamplingSpec,
     SpeculationCounts,
+    StructuredOutput,
     TokenLogprob,
     TopLogprob,
 )
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
+
+
+def _structured(structured: StructuredOutput | None) -> Any:
+    if structured is None:
+        return None
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if structured.kind == "json_object":
+        return StructuredOutputsParams(json_object=True)
+    if structured.kind == "choice":
+        return StructuredOutputsParams(choice=list(structured.choices))
+    constraint: dict[str, Any] = {structured.kind: structured.spec}
+    return StructuredOutputsParams(**constraint)
 
 
 def to_sampling_params(spec: SamplingSpec) -> Any:
@@ -30,7 +44,19 @@ def to_sampling_params(spec: SamplingSpec) -> Any:
         presence_penalty=spec.presence_penalty,
         frequency_penalty=spec.frequency_penalty,
         logprobs=spec.logprobs,
+        logit_bias=dict(spec.logit_bias) or None,
+        structured_outputs=_structured(spec.structured),
         ignore_eos=spec.ignore_eos,
+        top_k=spec.top_k,
+        min_p=spec.min_p,
+        repetition_penalty=spec.repetition_penalty,
+        min_tokens=spec.min_tokens,
+        stop_token_ids=list(spec.stop_token_ids) or None,
+        include_stop_str_in_output=spec.include_stop_str_in_output,
+        skip_special_tokens=spec.skip_special_tokens,
+        spaces_between_special_tokens=spec.spaces_between_special_tokens,
+        bad_words=list(spec.bad_words) or None,
+        allowed_token_ids=None if spec.allowed_token_ids is None else list(spec.allowed_token_ids),
         output_kind=RequestOutputKind.DELTA,
     )
 

@@ -17,6 +17,7 @@ from engine.protocol import (
     GenerationRequest,
     SamplingSpec,
     SpeculationCounts,
+    StructuredOutput,
     TokenLogprob,
     TopLogprob,
 )
@@ -28,13 +29,23 @@ def encode(value: Any) -> dict[str, Any]:
     return data
 
 
+def _sampling_from_wire(data: dict[str, Any]) -> SamplingSpec:
+    """Lists back into tuples (JSON has no tuples); the nested constraint to its class."""
+    values: dict[str, Any] = {key: tuple(value) if isinstance(value, list) else value
+                              for key, value in data.items()}
+    values["logit_bias"] = tuple((int(t), float(b)) for t, b in values.get("logit_bias", ()))
+    structured = values.get("structured")
+    if structured is not None:
+        values["structured"] = StructuredOutput(
+            structured["kind"], structured.get("spec", ""), tuple(structured.get("choices", ())))
+    return SamplingSpec(**values)
+
+
 def request_from_wire(data: dict[str, Any]) -> GenerationRequest:
-    sampling = dict(data["sampling"])
-    sampling["stop"] = tuple(sampling.get("stop", ()))
     return GenerationRequest(
         request_id=str(data["request_id"]),
         prompt_token_ids=tuple(int(t) for t in data["prompt_token_ids"]),
-        sampling=SamplingSpec(**sampling),
+        sampling=_sampling_from_wire(data["sampling"]),
         priority=int(data.get("priority", 0)),
         cache_salt=data.get("cache_salt"),
     )

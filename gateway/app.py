@@ -26,10 +26,11 @@ from gateway.http.state import GatewayState
 
 @asynccontextmanager
 async def _batch_worker(state: GatewayState) -> AsyncIterator[None]:
-    if state.batches is None:
+    if state.batches is None or state.metering is None:
         yield
         return
-    async with state.batches.running(state):
+    async with state.batches.running(state.pipeline, state.metering.ledger.any_billed,
+                                     state.settings.limits.drain_timeout_s):
         yield
 
 

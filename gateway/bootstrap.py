@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from engine.model_store import created_at
 from engine.protocol import Engine
 from gateway.auth.bearer import AdminKeyAuthenticator
 from gateway.http.state import GatewayState
@@ -28,10 +29,11 @@ def embedded_models(settings: Settings) -> ModelRegistry:
     served = []
     for name in settings.served_models():
         config = settings.engine_config(name)
-        renderer = HfPromptRenderer.from_folder(config.model_path)
-        remote = settings.models[name].is_remote
-        engine = _replica_router(settings, name) if remote else EmbeddedEngine(config)
-        served.append(ServedModel(name, engine, renderer))
+        model = settings.models[name]
+        renderer = HfPromptRenderer.from_folder(config.model_path, settings.chat_template(name))
+        engine = _replica_router(settings, name) if model.is_remote else EmbeddedEngine(config)
+        served.append(ServedModel(name, engine, renderer, created_at(config.model_path),
+                                  model.tool_parser))
     return ModelRegistry(served)
 
 

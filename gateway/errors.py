@@ -66,6 +66,12 @@ class UnsupportedParameterError(InvalidRequestError):
     default_code = "unsupported_parameter"
 
 
+class ChatTemplateError(InvalidRequestError):
+    """The model's chat template cannot render the request's messages."""
+
+    default_code = "invalid_chat_template_input"
+
+
 class RequestTooLargeError(InvalidRequestError):
     status_code = 413
     default_code = "request_too_large"

@@ -119,6 +119,11 @@ class LimitSettings(_Strict):
     max_messages: int = Field(512, ge=1)
     max_tokens_cap: int = Field(4096, ge=1)
     max_prompt_chars: int = Field(500_000, ge=1)
+    max_prompts: int = Field(64, ge=1)  # prompts in one /v1/completions request
+    max_tools: int = Field(128, ge=1)  # tool definitions in one request
+    max_schema_bytes: int = Field(65_536, ge=64)  # a structured-output schema or grammar
+    # logprob entries one request may hold: n x max_tokens x (top_logprobs + 1)
+    max_logprob_entries: int = Field(262_144, ge=1)
     request_timeout_s: float = Field(600, gt=0)
     stall_timeout_s: float = Field(60, gt=0)
     drain_timeout_s: float = Field(30, gt=0)  # SIGTERM: in-flight streams get this long
@@ -246,6 +251,13 @@ class Settings(BaseSettings):
     def model_path(self, name: str) -> Path:
         model = self.models[name]
         return model.path if model.path is not None else self.model_cache / name
+
+    def chat_template(self, name: str) -> Path | None:
+        """The model's own chat template file, if set (relative paths: under configs/)."""
+        template = self.models[name].chat_template
+        if template is None or template.is_absolute():
+            return template
+        return default_config_dir() / template
 
     def gguf_source(self, name: str) -> WheelGgufSource | None:
         source = self.models[name].source

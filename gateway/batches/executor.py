@@ -1,4 +1,4 @@
-"""One batch line through the same path as an online request, minus HTTP.
+"""One batch line through the serving pipeline, like an online request minus HTTP.
 
 The line is planned, reserved (batch prices, ``batch_id`` on its ledger row), run on the
 engine and settled like any request; its output-file line carries the response body an
@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from engine.protocol import GenerationRequest
 from gateway.batches.store import ClaimedLine
 from gateway.batches.tables import DONE, FAILED
 from gateway.errors import (
@@ -25,13 +24,17 @@ from gateway.errors import (
     as_gateway_error,
     error_envelope,
 )
-from gateway.http.schemas import ChatCompletionRequest, CompletionRequest
-from gateway.http.state import GatewayState
-from gateway.serving.accounting import Outcome, Principal, Ticket
-from gateway.serving.openai_format import ResponseFormat
-from gateway.serving.planning import GenerationPlan, plan_chat, plan_completion
-from gateway.serving.run import RequestRun
+from gateway.openai.bodies import ChatCompletionRequest, CompletionRequest
+from gateway.serving.accounting import Outcome, Principal, Settled, Ticket
+from gateway.serving.pipeline import Call, Pipeline
 from gateway.serving.tally import Usage
+
+ENDPOINTS: dict[str, type[BaseModel]] = {
+    "/v1/chat/completions": ChatCompletionRequest,
+    "/v1/completions": CompletionRequest,
+}
+# Whether any of these earlier attempts' request ids was billed (the ledger's any_billed).
+BilledBefore = Callable[[list[str]], Awaitable[bool]]
 
 
 class _AnsweredOnce:
@@ -44,54 +47,28 @@ class _AnsweredOnce:
         self._inner = inner
         self._already_billed = already_billed
 
-    async def settle(self, outcome: Outcome) -> dict[str, Any]:
+    async def settle(self, outcome: Outcome) -> Settled:
         if self._already_billed or outcome.status in ("aborted", "error"):
             outcome = dataclasses.replace(outcome, usage=Usage(0, 0))
         return await self._inner.settle(outcome)
 
 
-async def _billed_before(state: GatewayState, line: ClaimedLine) -> bool:
-    if state.metering is None or line.attempt == 1:
+async def _billed_before(billed: BilledBefore | None, line: ClaimedLine) -> bool:
+    if billed is None or line.attempt == 1:
         return False
-    earlier = [f"{line.batch_id}-{line.line}-{k}" for k in range(1, line.attempt)]
-    return await state.metering.ledger.any_billed(earlier)
+    return await billed([f"{line.batch_id}-{line.line}-{k}" for k in range(1, line.attempt)])
 
 
-async def _plan(state: GatewayState, endpoint: str, body: dict[str, Any]) -> GenerationPlan:
-    limits = state.settings.limits
-    if endpoint == "/v1/chat/completions":
-        chat = ChatCompletionRequest.model_validate(body)
-        served = state.models.get(chat.model)
-        return await plan_chat(chat, served.renderer, served.max_model_len, limits)
-    completion = CompletionRequest.model_validate(body)
-    served = state.models.get(completion.model)
-    return await plan_completion(completion, served.renderer, served.max_model_len, limits)
-
-
-async def _execute(state: GatewayState, principal: Principal, line: ClaimedLine,
-                   endpoint: str) -> dict[str, Any]:
-    plan = await _plan(state, endpoint, {**line.body, "stream": False})
-    served = state.models.get(plan.model)
-    opened = await state.accounting.open(principal, plan, line.request_id,
-                                         batch_id=line.batch_id)
-    ticket = _AnsweredOnce(opened, await _billed_before(state, line))
-    request = GenerationRequest(request_id=line.request_id,
-                                prompt_token_ids=plan.prompt_token_ids, sampling=plan.sampling,
-                                cache_salt=principal.tenant)
-    observer = state.observability.observe(line.request_id, served.name, principal.tenant)
-    run = RequestRun(served.engine, request, ticket, state.settings.limits.stall_timeout_s,
-                     observer)
-    try:
-        await run.prime()
-        async for _ in run.outputs():
-            pass
-        extra = await run.settle()
-    finally:
-        await run.close()
-    fmt = ResponseFormat(kind=plan.kind, request_id=f"batchreq-{line.request_id}",
-                         model=served.name, created=int(time.time()),
-                         want_logprobs=plan.sampling.logprobs is not None)
-    return fmt.full(run.tally, extra)
+async def _execute(pipeline: Pipeline, billed: BilledBefore | None, principal: Principal,
+                   line: ClaimedLine, endpoint: str) -> dict[str, Any]:
+    body = ENDPOINTS[endpoint].model_validate({**line.body, "stream": False})
+    paid = await _billed_before(billed, line)
+    call = Call(body, principal, line.request_id, batch_id=line.batch_id,  # type: ignore[arg-type]
+                settle_policy=lambda ticket: _AnsweredOnce(ticket, paid))
+    exchange = await pipeline.serve(call)
+    done = await exchange.complete()
+    assert done is not None, "a batch line has no client to go away"
+    return done.body
 
 
 class RetryLater(Exception):
@@ -102,13 +79,13 @@ class RetryLater(Exception):
         self.after_s = after_s
 
 
-async def run_line(state: GatewayState, principal: Principal, line: ClaimedLine,
-                   endpoint: str) -> tuple[str, dict[str, Any]]:
+async def run_line(pipeline: Pipeline, billed: BilledBefore | None, principal: Principal,
+                   line: ClaimedLine, endpoint: str) -> tuple[str, dict[str, Any]]:
     """(DONE or FAILED, the line for the output or error file); ``RetryLater`` when a
     rate limit or an unavailable engine should just delay the line."""
     status, body = 200, {}
     try:
-        body = await _execute(state, principal, line, endpoint)
+        body = await _execute(pipeline, billed, principal, line, endpoint)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first.get("loc", ())) or None

@@ -6,15 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gateway.auth.key_store import KeyStore
+from gateway.batches.executor import BilledBefore
 from gateway.batches.files import FileStore
 from gateway.batches.store import BatchStore
+from gateway.batches.worker import BatchWorker
+from gateway.serving.pipeline import Pipeline
 from gateway.settings import BatchSettings
-
-if TYPE_CHECKING:
-    from gateway.http.state import GatewayState
 
 
 @dataclass
@@ -27,11 +26,11 @@ class Batches:
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     @contextlib.asynccontextmanager
-    async def running(self, state: GatewayState) -> AsyncIterator[None]:
+    async def running(self, pipeline: Pipeline, billed: BilledBefore,
+                      drain_timeout_s: float) -> AsyncIterator[None]:
         """Run the worker for as long as the app serves."""
-        from gateway.batches.worker import BatchWorker
-
-        worker = BatchWorker(state, self.store, self.files, self.keys, self.settings, self.owner)
+        worker = BatchWorker(pipeline, billed, self.store, self.files, self.keys,
+                             self.settings, self.owner, drain_timeout_s)
         self._task = asyncio.create_task(worker.run(), name="batch-worker")
         try:
             yield

@@ -16,24 +16,26 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from gateway.auth.key_store import KeyPrincipal, KeyStore
-from gateway.batches.executor import RetryLater, result_line, run_line
+from gateway.batches.executor import BilledBefore, RetryLater, result_line, run_line
 from gateway.batches.files import FileStore
 from gateway.batches.store import BatchStore, ClaimedLine, is_expired
 from gateway.batches.tables import DONE, PENDING, RUNNING, BatchRow
 from gateway.errors import AuthenticationError
-from gateway.http.state import GatewayState
 from gateway.metering.ledger import utcnow
 from gateway.serving.accounting import Principal
+from gateway.serving.pipeline import Pipeline
 from gateway.settings import BatchSettings
 
 log = logging.getLogger("llm_gateway.batches")
 
 
 class BatchWorker:
-    def __init__(self, state: GatewayState, store: BatchStore, files: FileStore,
-                 keys: KeyStore, settings: BatchSettings, owner: str) -> None:
-        self._state, self._store, self._files, self._keys = state, store, files, keys
-        self._settings, self._owner = settings, owner
+    def __init__(self, pipeline: Pipeline, billed: BilledBefore | None, store: BatchStore,
+                 files: FileStore, keys: KeyStore, settings: BatchSettings, owner: str,
+                 drain_timeout_s: float) -> None:
+        self._pipeline, self._billed = pipeline, billed
+        self._store, self._files, self._keys = store, files, keys
+        self._settings, self._owner, self._drain_timeout_s = settings, owner, drain_timeout_s
         self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._not_before: dict[str, datetime] = {}  # a batch backing off after a limit
 
@@ -62,7 +64,7 @@ class BatchWorker:
         return any(key[0] == batch_id for key in self._inflight)
 
     def _online_load(self) -> int:
-        stats = [m.engine.stats() for m in self._state.models]
+        stats = [m.engine.stats() for m in self._pipeline.models]
         engines = sum(s.running + s.waiting for s in stats)
         return max(0, engines - len(self._inflight))
 
@@ -98,7 +100,8 @@ class BatchWorker:
         try:
             if principal is _REVOKED:
                 raise AuthenticationError("the key that created this batch was revoked")
-            status, result = await run_line(self._state, principal, line, row.endpoint)
+            status, result = await run_line(self._pipeline, self._billed, principal, line,
+                                            row.endpoint)
         except RetryLater as later:
             self._not_before[row.id] = utcnow() + timedelta(seconds=later.after_s)
             await self._store.release(self._owner, row.id)
@@ -145,7 +148,7 @@ class BatchWorker:
         are aborted and go back to pending for the next start."""
         tasks = list(self._inflight.values())
         if tasks:
-            await asyncio.wait(tasks, timeout=self._state.settings.limits.drain_timeout_s)
+            await asyncio.wait(tasks, timeout=self._drain_timeout_s)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -19,8 +19,8 @@ from gateway.auth.key_store import KeyPrincipal
 from gateway.caching.key import is_repeatable, response_key
 from gateway.caching.recording import Recorder, Recording
 from gateway.caching.store import MemoryStore, RedisStore, ResponseStore
-from gateway.serving.accounting import Outcome, Principal, Ticket
-from gateway.serving.planning import GenerationPlan
+from gateway.serving.accounting import Outcome, Principal, Settled, Ticket
+from gateway.serving.plan import GenerationPlan
 from gateway.settings import ResponseCacheSettings
 
 Result = Literal["hit", "miss", "bypass"]
@@ -45,7 +45,7 @@ class _HitTicket:
     def __init__(self, inner: Ticket) -> None:
         self._inner = inner
 
-    async def settle(self, outcome: Outcome) -> dict[str, Any]:
+    async def settle(self, outcome: Outcome) -> Settled:
         return await self._inner.settle(dataclasses.replace(outcome, response_cached=True))
 
 
@@ -55,12 +55,12 @@ class _FillTicket:
         self._inner, self._cache, self._recorder = inner, cache, recorder
         self._key, self._model = key, model
 
-    async def settle(self, outcome: Outcome) -> dict[str, Any]:
-        extra = await self._inner.settle(outcome)
+    async def settle(self, outcome: Outcome) -> Settled:
+        settled = await self._inner.settle(outcome)
         recording = self._recorder.recording()
         if outcome.status in ("ok", "length") and recording is not None:
             await self._cache.remember(self._key, recording, self._model)
-        return extra
+        return settled
 
 
 class ResponseCache:

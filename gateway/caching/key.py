@@ -13,19 +13,24 @@ import dataclasses
 import hashlib
 import json
 
-from gateway.serving.planning import GenerationPlan
+from gateway.serving.plan import GenerationPlan
 
-KEY_VERSION = 1  # bump when the recorded format or what a key covers changes
+KEY_VERSION = 2  # bump when the recorded format or what a key covers changes
 
 
 def is_repeatable(plan: GenerationPlan) -> bool:
+    """Greedy or seeded, and one prompt (several prompts run as several engine requests)."""
+    if len(plan.prompts) != 1:
+        return False
     return plan.sampling.temperature == 0 or plan.sampling.seed is not None
 
 
 def response_key(tenant: str, plan: GenerationPlan) -> str:
+    """Sampling covers the structured-output constraint; ``tools`` how calls are read."""
     material = {
         "v": KEY_VERSION, "tenant": tenant, "model": plan.model, "kind": plan.kind,
         "prompt": list(plan.prompt_token_ids), "sampling": dataclasses.asdict(plan.sampling),
+        "tools": None if plan.tools is None else dataclasses.asdict(plan.tools),
     }
     encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()

@@ -9,15 +9,16 @@ from fastapi import Header, Request
 from prometheus_client import CollectorRegistry
 
 from gateway.auth.bearer import Authenticator
+from gateway.batches.service import Batches
 from gateway.caching.cache import ResponseCache
 from gateway.observability.hub import Observability
 from gateway.serving.accounting import Accounting, Principal
+from gateway.serving.pipeline import Pipeline
 from gateway.serving.registry import ModelRegistry
 from gateway.settings import Settings
 from gateway.upstream.registry import UpstreamRegistry
 
 if TYPE_CHECKING:
-    from gateway.batches.service import Batches
     from gateway.metering.service import Metering
 
 
@@ -35,12 +36,16 @@ class GatewayState:
     # The registry /metrics serves; pass one in to share it with metering's counters.
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     observability: Observability = field(init=False)
+    pipeline: Pipeline = field(init=False)  # plan, cache, ticket, run, format
 
     def __post_init__(self) -> None:
         self.observability = Observability(self.settings.observability, self.models,
                                            self.registry)
         self.cache = ResponseCache.from_settings(
             self.settings.response_cache, self.settings.metering.redis_url, self.registry)
+        self.pipeline = Pipeline(self.models, self.upstreams, self.accounting, self.cache,
+                                 self.observability.observe, self.settings.limits,
+                                 lambda: self.draining)
 
 
 def gateway_state(request: Request) -> GatewayState:

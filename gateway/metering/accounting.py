@@ -3,7 +3,7 @@
 ``open`` holds the worst case (prompt + max_tokens x n, at the dearer prompt price)
 against the key's RPM, TPM and budget, then writes the ledger row; ``settle`` writes the
 actual tokens and exact cost once, releases the unused part of the hold, and returns
-``{"cost": ...}`` for the response's usage and ``x-request-cost`` header.
+a ``Settled`` with the exact cost (the response's ``usage.cost`` and ``x-request-cost``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
@@ -23,26 +22,12 @@ from gateway.limits.quota import UNLIMITED, Charge, Hold, Limiter, to_nano_ceil
 from gateway.metering.billing import billable_usage
 from gateway.metering.ledger import Ledger, Reservation, Settlement, utcnow
 from gateway.metering.metrics import MeteringMetrics
-from gateway.metering.pricing import Price, PriceBook, to_pico, usd_text
-from gateway.serving.accounting import Outcome, Principal, Ticket
-from gateway.serving.planning import GenerationPlan
+from gateway.metering.pricing import Price, PriceBook, to_pico
+from gateway.serving.accounting import Outcome, Principal, Settled, Ticket
+from gateway.serving.plan import GenerationPlan
 
 log = logging.getLogger("llm_gateway.metering")
 SETTLE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)  # then give up: startup recovery closes the row
-
-
-class UsdAmount(float):
-    """A cost as a JSON number; ``str()`` gives the exact decimal (for the header)."""
-
-    exact: Decimal
-
-    def __new__(cls, exact: Decimal) -> UsdAmount:
-        amount = super().__new__(cls, exact)
-        amount.exact = exact
-        return amount
-
-    def __str__(self) -> str:
-        return usd_text(self.exact)
 
 
 class MeteredTicket:
@@ -52,14 +37,14 @@ class MeteredTicket:
         self._reservation = reservation
         self._price = price
         self._hold = hold
-        self._result: dict[str, Any] | None = None
+        self._result: Settled | None = None
 
-    async def settle(self, outcome: Outcome) -> dict[str, Any]:
+    async def settle(self, outcome: Outcome) -> Settled:
         if self._result is None:
             self._result = await self._settle(outcome)
         return self._result
 
-    async def _settle(self, outcome: Outcome) -> dict[str, Any]:
+    async def _settle(self, outcome: Outcome) -> Settled:
         usage = billable_usage(outcome)
         cost = (self._price.cache_hit_cost(usage) if outcome.response_cached
                 else self._price.cost(usage))
@@ -79,7 +64,7 @@ class MeteredTicket:
         if self._hold is not None:
             await self._accounting.limiter.settle(
                 self._hold, usage.total_tokens, to_nano_ceil(cost))
-        return {"cost": UsdAmount(cost)}
+        return Settled(cost)
 
 
 class MeteredAccounting:
@@ -98,12 +83,11 @@ class MeteredAccounting:
         price = self.prices.price(principal.tenant, plan.model)
         if batch_id is not None:
             price = price.for_batch()
-        prompt = len(plan.prompt_token_ids)
-        worst = price.worst_case(prompt, plan.sampling.max_tokens * plan.sampling.n)
+        worst = price.worst_case(plan.prompt_tokens, plan.sampling.max_tokens * plan.choices)
         hold = await self._hold(principal, Charge(plan.worst_case_tokens, to_nano_ceil(worst)))
         entry = Reservation(
             request_id=request_id, key_id=principal.key_id, tenant=principal.tenant,
-            model=plan.model, n=plan.sampling.n, reserved_tokens=plan.worst_case_tokens,
+            model=plan.model, n=plan.choices, reserved_tokens=plan.worst_case_tokens,
             reserved_pico=to_pico(worst), instance_id=self.instance_id, created_at=utcnow(),
             batch_id=batch_id,
         )

@@ -1,7 +1,7 @@
 """What a request run reports while it streams and when it settles.
 
 ``RequestRun`` calls ``output`` for each engine output and ``settled`` once, with the
-``Outcome`` and the ticket's extra usage fields (``cost`` when the ledger prices it).
+``Outcome`` and the ticket's ``Settled`` (its cost when the ledger prices it).
 ``NO_OBSERVER`` is the do-nothing default; ``MetricsObserver`` feeds Prometheus and
 writes one structured log line per request.
 """
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
-from typing import Any, Protocol
+from decimal import Decimal
+from typing import Protocol
 
 from engine.protocol import EngineOutput
 from gateway.observability.metrics import GatewayMetrics
-from gateway.serving.accounting import Outcome
+from gateway.serving.accounting import Outcome, Settled
 
 log = logging.getLogger("llm_gateway.requests")
 
@@ -24,30 +23,18 @@ log = logging.getLogger("llm_gateway.requests")
 class RunObserver(Protocol):
     def output(self, out: EngineOutput) -> None: ...
 
-    def settled(self, outcome: Outcome, extra: Mapping[str, Any]) -> None: ...
+    def settled(self, outcome: Outcome, settled: Settled) -> None: ...
 
 
 class _NoObserver:
     def output(self, out: EngineOutput) -> None:
         del out
 
-    def settled(self, outcome: Outcome, extra: Mapping[str, Any]) -> None:
-        del outcome, extra
+    def settled(self, outcome: Outcome, settled: Settled) -> None:
+        del outcome, settled
 
 
 NO_OBSERVER: RunObserver = _NoObserver()
-
-
-def cost_of(extra: Mapping[str, Any]) -> Decimal | None:
-    """The ``cost`` a ticket reported (Decimal, float, int or numeric string), if any."""
-    value = extra.get("cost")
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        cost = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return cost if cost.is_finite() and cost >= 0 else None
 
 
 class MetricsObserver:
@@ -70,7 +57,7 @@ class MetricsObserver:
             self._m.itl.labels(self._model).observe((now - self._last_step) / tokens)
         self._last_step = now
 
-    def settled(self, outcome: Outcome, extra: Mapping[str, Any]) -> None:
+    def settled(self, outcome: Outcome, settled: Settled) -> None:
         m, model, tenant = self._m, self._model, self._tenant
         usage = outcome.usage
         m.requests.labels(model, tenant, outcome.status).inc()
@@ -85,7 +72,7 @@ class MetricsObserver:
         if outcome.speculation is not None:
             m.spec_drafted.labels(model).inc(outcome.speculation.drafted)
             m.spec_accepted.labels(model).inc(outcome.speculation.accepted)
-        self._log(outcome, cost_of(extra))  # cost is counted by metering, from the ledger
+        self._log(outcome, settled.cost)  # cost is counted by metering, from the ledger
 
     def _log(self, outcome: Outcome, cost: Decimal | None) -> None:
         log.info("request finished", extra={

@@ -7,10 +7,11 @@ refuse with a 429; the returned ``Ticket`` is settled exactly once with actual u
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from decimal import Decimal
+from typing import Literal, Protocol
 
 from engine.protocol import SpeculationCounts
-from gateway.serving.planning import GenerationPlan
+from gateway.serving.plan import GenerationPlan
 from gateway.serving.tally import Usage
 
 Status = Literal["ok", "length", "aborted", "error"]
@@ -43,9 +44,23 @@ class Outcome:
     response_cached: bool = False  # replayed from the response cache: no engine ran
 
 
+@dataclass(frozen=True)
+class Settled:
+    """What settling a ticket billed: the exact cost (None when nothing is metered)."""
+
+    cost: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        if self.cost is not None and (not self.cost.is_finite() or self.cost < 0):
+            raise ValueError("a cost is a finite, non-negative amount")
+
+
+UNMETERED = Settled()
+
+
 class Ticket(Protocol):
-    async def settle(self, outcome: Outcome) -> dict[str, Any]:
-        """Record the outcome; return extra usage fields (e.g. ``cost``)."""
+    async def settle(self, outcome: Outcome) -> Settled:
+        """Record the outcome, once; later calls return the first settlement."""
         ...
 
 
@@ -57,9 +72,9 @@ class Accounting(Protocol):
 
 
 class _UnmeteredTicket:
-    async def settle(self, outcome: Outcome) -> dict[str, Any]:
+    async def settle(self, outcome: Outcome) -> Settled:
         del outcome
-        return {}
+        return UNMETERED
 
 
 class Unmetered:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from engine.protocol import Engine
 from gateway.errors import ModelNotFoundError
@@ -15,11 +16,17 @@ class ServedModel:
     name: str
     engine: Engine
     renderer: PromptRenderer
-    created: int = 0
+    created: int = 0  # when the model was prepared (Unix time), as /v1/models reports
+    tool_parser: str | None = None  # vLLM's tool parser for tool_choice auto
 
     @property
     def max_model_len(self) -> int:
         return self.engine.max_model_len
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer behind the renderer (tool parsers read it)."""
+        return getattr(self.renderer, "tokenizer", self.renderer)
 
 
 class ModelRegistry:

@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 
@@ -26,7 +25,8 @@ from engine.protocol import Engine, EngineOutput, GenerationRequest
 from gateway.caching.recording import Recorder
 from gateway.errors import ServiceUnavailableError
 from gateway.observability.observer import NO_OBSERVER, RunObserver
-from gateway.serving.accounting import Outcome, Status, Ticket
+from gateway.serving.accounting import Outcome, Settled, Status, Ticket
+from gateway.serving.fanout import merged
 from gateway.serving.tally import Tally
 
 DRAIN_TIMEOUT_S = 10.0  # after an abort, how long to wait for the engine's final output
@@ -36,24 +36,30 @@ class RequestRun:
     def __init__(
         self,
         engine: Engine,
-        request: GenerationRequest,
+        requests: Sequence[GenerationRequest],
         ticket: Ticket,
         stall_timeout_s: float,
         observer: RunObserver = NO_OBSERVER,
         recorder: Recorder | None = None,
+        *,
+        keep_logprobs: bool = True,
     ) -> None:
-        self.request = request
-        self.tally = Tally(len(request.prompt_token_ids), request.sampling.n)
+        assert requests, "a run needs at least one engine request"
+        self.requests = tuple(requests)
+        prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
+        self.tally = Tally(prompt_tokens, requests[0].sampling.n * len(requests), keep_logprobs)
         self._engine = engine
         self._ticket = ticket
         self._stall = stall_timeout_s
         self._observer = observer
         self._recorder = recorder  # the response cache's copy of every output
-        self._stream: AsyncIterator[EngineOutput] = engine.generate(request)
+        self._stream: AsyncIterator[EngineOutput] = (
+            engine.generate(requests[0]) if len(requests) == 1
+            else merged(engine, requests))
         self._pending: EngineOutput | None = None
         self._started = time.monotonic()
         self._ttft: float | None = None
-        self._settled: dict[str, Any] | None = None
+        self._settled: Settled | None = None
         self._failed = False
         self._inflight: asyncio.Future[EngineOutput | None] | None = None
 
@@ -114,8 +120,8 @@ class RequestRun:
             return "aborted"
         return "length" if "length" in reasons else "ok"
 
-    async def settle(self) -> dict[str, Any]:
-        """Settle with what the engine produced; idempotent, returns extra usage fields."""
+    async def settle(self) -> Settled:
+        """Settle with what the engine produced; idempotent."""
         if self._settled is None:
             outcome = Outcome(
                 usage=self.tally.usage(),
@@ -143,7 +149,8 @@ class RequestRun:
         """Abort if unfinished, drain, then settle. Shielded: runs to the end when cancelled."""
         with anyio.CancelScope(shield=True):
             if not self.tally.finished:
-                await self._engine.abort(self.request.request_id)
+                for request in self.requests:
+                    await self._engine.abort(request.request_id)
                 await self._drain()
             aclose = getattr(self._stream, "aclose", None)
             if aclose is not None:

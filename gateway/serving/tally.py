@@ -42,12 +42,17 @@ class ChoiceState:
 
 
 class Tally:
-    """Accumulates ``EngineOutput`` deltas for one request of ``n`` choices."""
+    """Accumulates ``EngineOutput`` deltas for one request of ``choices`` choices.
 
-    def __init__(self, prompt_tokens: int, n: int) -> None:
+    A streamed request keeps no logprobs (each chunk carried its own): what a request holds
+    in memory is bounded by what the client sees once.
+    """
+
+    def __init__(self, prompt_tokens: int, choices: int, keep_logprobs: bool = True) -> None:
         self.prompt_tokens = prompt_tokens
         self.cached_tokens = 0
-        self.choices = [ChoiceState(i) for i in range(n)]
+        self.choices = [ChoiceState(i) for i in range(choices)]
+        self._keep_logprobs = keep_logprobs
         self.speculation: SpeculationCounts | None = None
         self.finished = False
 
@@ -59,7 +64,7 @@ class Tally:
             choice = self.choices[delta.index]
             choice.text_parts.append(delta.text)
             choice.token_count += len(delta.token_ids)
-            if delta.logprobs:
+            if delta.logprobs and self._keep_logprobs:
                 choice.logprobs.extend(delta.logprobs)
             if delta.finish_reason is not None:
                 choice.finish_reason = delta.finish_reason

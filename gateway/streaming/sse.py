@@ -1,8 +1,9 @@
-"""Server-sent events for a streamed completion (framed by sse-starlette).
+"""Server-sent events for a streamed answer (framed by sse-starlette).
 
 Each event is one JSON chunk; JSON escaping keeps newlines and ``data:`` inside the
-generated text from ever breaking SSE framing. The stream always ends with one usage
-chunk (unless the client opted out) and ``data: [DONE]``.
+generated text from ever breaking SSE framing. A stream ends with a usage chunk only when
+the client asked for one (``stream_options.include_usage``), then ``data: [DONE]``; a
+failure after the 200 is reported in-band as an error envelope before ``[DONE]``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.errors import as_gateway_error
-from gateway.serving.openai_format import ResponseFormat
+from gateway.serving.formatting.responder import Responder
+from gateway.serving.plan import StreamUsage
 from gateway.serving.run import RequestRun
 
 log = logging.getLogger("llm_gateway.streaming")
@@ -25,28 +27,19 @@ def json_event(payload: dict[str, Any]) -> dict[str, str]:
     return {"data": json.dumps(payload, ensure_ascii=False, separators=(",", ":"))}
 
 
-async def completion_events(
-    run: RequestRun, fmt: ResponseFormat, include_usage: bool
-) -> AsyncIterator[dict[str, str]]:
-    offsets = [0] * run.request.sampling.n
+async def run_events(run: RequestRun, responder: Responder,
+                     stream_usage: StreamUsage) -> AsyncIterator[dict[str, str]]:
+    """A run's chunks, its usage chunk if asked, ``[DONE]``; the run is closed (aborted if
+    unfinished, settled) however the stream ends, the client hanging up included."""
     try:
-        if fmt.kind == "chat":
-            for index in range(run.request.sampling.n):
-                yield json_event(fmt.role_chunk(index))
-        async for out in run.outputs():
-            for delta in out.choices:
-                chunk = fmt.delta_chunk(delta, offsets[delta.index])
-                offsets[delta.index] += len(delta.text)
-                if chunk is not None:
-                    yield json_event(chunk)
-                if delta.finish_reason is not None:
-                    yield json_event(fmt.finish_chunk(delta.index, delta.finish_reason))
-        extra = await run.settle()
-        if include_usage:
-            yield json_event(fmt.usage_chunk(run.tally.usage(), extra))
+        async for chunk in responder.chunks(run):
+            yield json_event(chunk)
+        settled = await run.settle()
+        if stream_usage != "none":
+            yield json_event(responder.usage_chunk(run.tally, settled))
     except Exception as exc:  # a failure after the 200: report it in-band, then end
         error = as_gateway_error(exc)
-        log.warning("stream %s failed: %s", run.request.request_id, error.message)
+        log.warning("stream %s failed: %s", run.requests[0].request_id, error.message)
         yield json_event(error.envelope())
     finally:
         await run.close()

@@ -30,13 +30,29 @@ def upstream_usage(raw: object) -> Usage | None:
     return Usage(prompt, completion, min(cached, prompt))
 
 
+def _calls_text(part: dict[str, Any]) -> str:
+    """Tool-call names and arguments are generated tokens too (for estimates)."""
+    calls = part.get("tool_calls") or []
+    if isinstance(part.get("function_call"), dict):
+        calls = [*calls, {"function": part["function_call"]}]
+    texts = []
+    for call in calls if isinstance(calls, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict):
+            texts += [v for v in (function.get("name"), function.get("arguments"))
+                      if isinstance(v, str)]
+    return "".join(texts)
+
+
 def _text(kind: str, choice: dict[str, Any], streamed: bool) -> str:
     if kind == "completion":
         text = choice.get("text")
-    else:
-        part = choice.get("delta" if streamed else "message") or {}
-        text = part.get("content") if isinstance(part, dict) else None
-    return text if isinstance(text, str) else ""
+        return text if isinstance(text, str) else ""
+    part = choice.get("delta" if streamed else "message") or {}
+    if not isinstance(part, dict):
+        return ""
+    text = part.get("content")
+    return (text if isinstance(text, str) else "") + _calls_text(part)
 
 
 @dataclass

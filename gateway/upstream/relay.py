@@ -2,9 +2,10 @@
 
 The body the client sent goes upstream with the upstream's model name, the planned
 ``max_tokens`` (what was reserved) and, for streams, ``include_usage`` so the upstream
-reports what it billed. Responses come back with our model name and ``usage.cost``.
-However the request ends (finished, upstream failure, client gone) it is settled once,
-shielded from cancellation, like a request on our own engine.
+reports what it billed (the client sees a usage chunk only if it asked). Responses come
+back with our model name and ``usage.cost``. However the request ends (finished, upstream
+failure, client gone) it is settled once, shielded from cancellation, like a request on
+our own engine. It answers the pipeline as an ``Exchange``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from typing import Any
 
 import anyio
 import httpx
+from pydantic import BaseModel
 
 from gateway.errors import as_gateway_error
-from gateway.serving.accounting import Outcome, Status, Ticket
-from gateway.serving.planning import GenerationPlan
+from gateway.openai.shapes import usage_json
+from gateway.serving.accounting import Outcome, Settled, Status, Ticket
+from gateway.serving.exchange import Completed, Disconnected
+from gateway.serving.plan import GenerationPlan
 from gateway.streaming.sse import DONE, json_event
 from gateway.upstream.client import UpstreamClient, UpstreamModel, chunks
 from gateway.upstream.received import Received
@@ -26,19 +30,21 @@ from gateway.upstream.received import Received
 
 class UpstreamRelay:
     def __init__(self, client: UpstreamClient, model: UpstreamModel, plan: GenerationPlan,
-                 body: dict[str, Any], ticket: Ticket) -> None:
+                 body: BaseModel, ticket: Ticket) -> None:
         self._client = client
         self._model = model
         self._plan = plan
-        self._body = body
+        self._body = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
         self._ticket = ticket
-        self._received = Received(plan.kind, plan.sampling.n)
+        self._received = Received(plan.kind, plan.choices)
         self._response: httpx.Response | None = None
         self._started = time.monotonic()
         self._ttft: float | None = None
         self._failed = False
-        self._settled: dict[str, Any] | None = None
+        self._settled: Settled | None = None
         self._last: dict[str, Any] = {}
+        self.stream = plan.stream
+        self.headers: dict[str, str] = {}
 
     @property
     def _path(self) -> str:
@@ -62,22 +68,18 @@ class UpstreamRelay:
             return "aborted"
         return "length" if "length" in self._received.finish_reasons.values() else "ok"
 
-    def _usage(self) -> dict[str, Any]:
-        usage, estimated = self._received.billed(len(self._plan.prompt_token_ids),
-                                                 self._model.counter)
-        fields: dict[str, Any] = {
-            "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens}}
-        return {**fields, "estimated": True} if estimated else fields
+    def _usage(self, settled: Settled) -> dict[str, Any]:
+        usage, estimated = self._received.billed(self._plan.prompt_tokens, self._model.counter)
+        body = usage_json(usage, settled)
+        return {**body, "estimated": True} if estimated else body
 
-    async def settle(self) -> dict[str, Any]:
+    async def settle(self) -> Settled:
         """Settle once with what the upstream reported or sent; shielded from cancellation."""
         with anyio.CancelScope(shield=True):
             if self._response is not None:
                 await self._response.aclose()  # a stream cut short stops upstream work
             if self._settled is None:
-                usage, estimated = self._received.billed(len(self._plan.prompt_token_ids),
+                usage, estimated = self._received.billed(self._plan.prompt_tokens,
                                                          self._model.counter)
                 outcome = Outcome(usage=usage, status=self._status(), ttft_s=self._ttft,
                                   latency_s=time.monotonic() - self._started,
@@ -86,8 +88,11 @@ class UpstreamRelay:
             settled = self._settled
         return settled
 
-    async def complete(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A non-streamed request: the upstream's response with our model name and cost."""
+    async def complete(self, disconnected: Disconnected | None = None,
+                       timeout_s: float | None = None) -> Completed | None:
+        """A non-streamed request: the upstream's response with our model name and cost
+        (the upstream client's own timeout bounds it)."""
+        del disconnected, timeout_s
         try:
             payload = await self._client.post(self._path, self._upstream_body(stream=False))
         except BaseException:
@@ -96,11 +101,14 @@ class UpstreamRelay:
             raise
         self._received.add(payload, streamed=False)
         self._ttft = time.monotonic() - self._started
-        extra = await self.settle()
-        return {**payload, "model": self._model.name, "usage": {**self._usage(), **extra}}, extra
+        settled = await self.settle()
+        body = {**payload, "model": self._model.name, "usage": self._usage(settled)}
+        return Completed(body, settled)
 
     async def prime(self) -> None:
         """Open the upstream stream, so that its refusal still gets a clean status code."""
+        if not self.stream:
+            return
         try:
             self._response = await self._client.open_stream(self._path,
                                                             self._upstream_body(stream=True))
@@ -120,17 +128,17 @@ class UpstreamRelay:
                 yield {**{k: v for k, v in chunk.items() if k != "usage"},
                        "model": self._model.name}
 
-    async def events(self, include_usage: bool) -> AsyncIterator[dict[str, str]]:
-        """The client's event stream; ends with a usage chunk (with cost) and ``[DONE]``."""
+    async def events(self) -> AsyncIterator[dict[str, str]]:
+        """The client's event stream; a usage chunk (with cost) if asked, then ``[DONE]``."""
         try:
             async for chunk in self._relayed():
                 yield json_event(chunk)
-            extra = await self.settle()
-            if include_usage:
+            settled = await self.settle()
+            if self._plan.stream_usage != "none":
                 yield json_event({
                     "id": self._last.get("id"), "object": self._last.get("object"),
                     "created": self._last.get("created"), "model": self._model.name,
-                    "choices": [], "usage": {**self._usage(), **extra}})
+                    "choices": [], "usage": self._usage(settled)})
         except Exception as exc:  # after the 200: report in-band, then end
             self._failed = True
             yield json_event(as_gateway_error(exc).envelope())

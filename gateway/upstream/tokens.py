@@ -14,12 +14,11 @@ import gzip
 import hashlib
 import importlib.resources
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import tiktoken
 
-from gateway.serving.rendering import RenderedMessage
+from gateway.serving.rendering import ChatPrompt
 
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
 SHA256 = {  # tiktoken's expected hashes for the two encodings bpe-openai ships
@@ -99,11 +98,12 @@ class TiktokenCounter:
     def encode(self, text: str) -> list[int]:
         return self._encoding.encode_ordinary(text)
 
-    def render_chat(self, messages: Sequence[RenderedMessage]) -> list[int]:
+    def render_chat(self, prompt: ChatPrompt) -> list[int]:
         frame = [self._encoding.eot_token] * TOKENS_PER_MESSAGE
         ids: list[int] = []
-        for message in messages:
-            ids += frame + self.encode(message.role) + self.encode(message.content)
+        for message in prompt.messages:
+            calls = "".join(c.name + c.arguments for c in message.tool_calls)
+            ids += frame + self.encode(message.role) + self.encode(message.content + calls)
         return ids + [self._encoding.eot_token] * REPLY_PRIMING_TOKENS
 
     def count(self, text: str) -> int:

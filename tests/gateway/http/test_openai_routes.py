@@ -59,10 +59,11 @@ async def test_chat_when_not_streamed_then_returns_text_and_exact_usage(
     assert body["id"] == "chatcmpl-" + response.headers["x-request-id"]
 
 
-async def test_chat_when_streamed_then_chunks_end_with_usage_and_done(
+async def test_chat_when_streamed_with_include_usage_then_chunks_end_with_usage_and_done(
     fake_client: httpx.AsyncClient, fake_engine: FakeEngine
 ) -> None:
-    response = await fake_client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    response = await fake_client.post("/v1/chat/completions", json=body)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     payloads = sse_payloads(response.text)
@@ -78,14 +79,29 @@ async def test_chat_when_streamed_then_chunks_end_with_usage_and_done(
     assert finish[-1] == "stop"
 
 
-async def test_stream_when_client_opts_out_of_usage_then_no_usage_chunk(
-    fake_client: httpx.AsyncClient,
+@pytest.mark.parametrize("options", [None, {"include_usage": False}])
+async def test_stream_when_usage_not_asked_then_every_chunk_has_a_choice_and_no_usage(
+    fake_client: httpx.AsyncClient, options: dict[str, bool] | None
 ) -> None:
-    body = {**CHAT, "stream": True, "stream_options": {"include_usage": False}}
+    """OpenAI's documented loop reads ``chunk.choices[0]`` on every chunk."""
+    body = {**CHAT, "stream": True, **({"stream_options": options} if options else {})}
     payloads = sse_payloads((await fake_client.post("/v1/chat/completions", json=body)).text)
     chunks = [json.loads(p) for p in payloads[:-1]]
-    assert all("usage" not in c for c in chunks)
+    assert chunks and all(c["choices"] and "usage" not in c for c in chunks)
     assert payloads[-1] == "[DONE]"
+
+
+async def test_stream_when_continuous_usage_then_every_chunk_counts_so_far(
+    fake_client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    body = {**CHAT, "stream": True, "stream_options": options}
+    payloads = sse_payloads((await fake_client.post("/v1/chat/completions", json=body)).text)
+    chunks = [json.loads(p) for p in payloads[:-1]]
+    content = [c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]
+    counts = [c["usage"]["completion_tokens"] for c in content]
+    assert counts == sorted(counts) and counts[-1] == len(fake_engine.reply)
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == counts[-1]
 
 
 async def test_stream_when_text_contains_newlines_and_data_lines_then_framing_holds(
@@ -104,7 +120,8 @@ async def test_stream_when_text_contains_newlines_and_data_lines_then_framing_ho
 async def test_chat_when_n_is_two_then_both_choices_stream_and_usage_counts_both(
     fake_client: httpx.AsyncClient, fake_engine: FakeEngine
 ) -> None:
-    body = {**CHAT, "n": 2, "stream": True, "temperature": 0.7}
+    body = {**CHAT, "n": 2, "stream": True, "temperature": 0.7,
+            "stream_options": {"include_usage": True}}
     payloads = sse_payloads((await fake_client.post("/v1/chat/completions", json=body)).text)
     chunks = [json.loads(p) for p in payloads[:-1]]
     texts = {0: "", 1: ""}
@@ -115,11 +132,16 @@ async def test_chat_when_n_is_two_then_both_choices_stream_and_usage_counts_both
     assert chunks[-1]["usage"]["completion_tokens"] == 2 * len(fake_engine.reply)
 
 
-async def test_chat_when_n_above_one_and_greedy_then_400(fake_client: httpx.AsyncClient) -> None:
+async def test_chat_when_n_above_one_and_greedy_then_n_identical_choices(
+    fake_client: httpx.AsyncClient, fake_engine: FakeEngine
+) -> None:
+    """OpenAI accepts n > 1 at temperature 0 (the choices are the same greedy answer)."""
     response = await fake_client.post(
-        "/v1/chat/completions", json={**CHAT, "n": 2, "temperature": 0}
+        "/v1/chat/completions", json={**CHAT, "n": 3, "temperature": 0}
     )
-    assert_envelope(response, 400, "n")
+    body = response.json()
+    assert [c["message"]["content"] for c in body["choices"]] == [fake_engine.reply] * 3
+    assert body["usage"]["completion_tokens"] == 3 * len(fake_engine.reply)
 
 
 async def test_chat_when_max_tokens_reached_then_finish_reason_length(
@@ -189,8 +211,16 @@ async def test_models_when_listed_then_served_model_appears(fake_client: httpx.A
         ({**CHAT, "max_tokens": 10**9}, "max_tokens"),
         ({**CHAT, "top_logprobs": 50, "logprobs": True}, "top_logprobs"),
         ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
-        ({**CHAT, "tools": [{"type": "function"}]}, "tools"),
-        ({**CHAT, "response_format": {"type": "json_object"}}, "response_format"),
+        ({**CHAT, "tools": [{"type": "function"}]}, "tools.0.function"),
+        ({**CHAT, "response_format": {"type": "xml"}}, "response_format"),
+        ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options"),
+        ({**CHAT, "reasoning_effort": "high"}, "reasoning_effort"),
+        ({**CHAT, "store": True}, "store"),
+        ({**CHAT, "metadata": {"a": "b"}}, "metadata"),
+        ({**CHAT, "service_tier": "flex"}, "service_tier"),
+        ({**CHAT, "cache_salt": "guess"}, "cache_salt"),
+        ({**CHAT, "logit_bias": {"x": 5}}, "logit_bias"),
+        ({**CHAT, "logit_bias": {"65": 500}}, "logit_bias"),
         ({**CHAT, "frobnicate": 1}, "frobnicate"),
         ({**CHAT, "presence_penalty": 9}, "presence_penalty"),
         ({**CHAT, "messages": "hello"}, "messages"),

@@ -59,7 +59,7 @@ async def test_stream_when_finished_then_final_usage_chunk_carries_cost(
     async with metered_client(FakeEngine(MODEL), metered_settings(database_url)) as (client, _):
         key = await create_key(client, "acme")
         body = {"model": MODEL, "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": 4, "stream": True}
+                "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
         response = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
         chunks = [json.loads(line[6:]) for line in response.text.splitlines()
                   if line.startswith("data: {")]

@@ -5,13 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.fake import FakeEngine
 from engine.protocol import SpeculationCounts
 from gateway.observability.metrics import GatewayMetrics
-from gateway.observability.observer import MetricsObserver, cost_of
-from gateway.serving.accounting import Outcome
+from gateway.observability.observer import MetricsObserver
+from gateway.serving.accounting import Outcome, Settled
 from gateway.serving.tally import Usage
 from tests.conftest import MODEL
 
@@ -98,7 +99,7 @@ def test_observer_when_ticket_reports_cost_and_speculation_then_counts_them() ->
     outcome = Outcome(usage=Usage(10, 4, cached_tokens=8), status="ok",
                       speculation=SpeculationCounts(drafted=6, accepted=3), ttft_s=0.2,
                       latency_s=0.9)
-    observer.settled(outcome, {"cost": Decimal("0.000125")})
+    observer.settled(outcome, Settled(Decimal("0.000125")))
 
     def get(name: str, **labels: str) -> float | None:
         return metrics.registry.get_sample_value(name, labels)
@@ -110,11 +111,9 @@ def test_observer_when_ticket_reports_cost_and_speculation_then_counts_them() ->
     assert get("llmgw_prefix_cache_hits_total", model="m") == 1
 
 
-def test_cost_of_when_value_is_float_string_or_garbage_then_exact_or_none() -> None:
-    assert cost_of({"cost": Decimal("1.5")}) == Decimal("1.5")
-    assert cost_of({"cost": 0.1}) == Decimal("0.1")
-    assert cost_of({"cost": "0.002"}) == Decimal("0.002")
-    assert cost_of({}) is None
-    assert cost_of({"cost": "n/a"}) is None
-    assert cost_of({"cost": True}) is None
-    assert cost_of({"cost": -1}) is None
+def test_settled_when_cost_is_negative_or_not_finite_then_refused() -> None:
+    assert Settled(Decimal("1.5")).cost == Decimal("1.5")
+    assert Settled().cost is None
+    for bad in (Decimal(-1), Decimal("NaN"), Decimal("Infinity")):
+        with pytest.raises(ValueError):
+            Settled(bad)

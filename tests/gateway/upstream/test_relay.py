@@ -29,6 +29,7 @@ from tests.gateway.upstream.openai_upstream import (
 )
 
 O200K = TiktokenCounter(offline_encoding("o200k_base"))  # gpt-4o-mini's encoding
+USAGE = {"stream_options": {"include_usage": True}}
 CHAT = {"model": OVERFLOW, "messages": [{"role": "user", "content": "Say hello to Paris."}],
         "max_tokens": 6}
 
@@ -92,7 +93,7 @@ async def test_stream_when_upstream_reports_usage_then_last_chunk_carries_it_wit
 ) -> None:
     behaviour = Behaviour()
     async with relayed(database_url, behaviour) as (client, state, key):
-        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
+        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True, **USAGE},
                                      headers=bearer(key))
         assert response.status_code == 200, response.text
         assert response.text.rstrip().endswith("data: [DONE]")
@@ -114,7 +115,7 @@ async def test_stream_when_upstream_sends_no_usage_then_tiktoken_counts_flagged_
 ) -> None:
     behaviour = Behaviour(send_usage=False)
     async with relayed(database_url, behaviour) as (client, state, key):
-        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True},
+        response = await client.post("/v1/chat/completions", json={**CHAT, "stream": True, **USAGE},
                                      headers=bearer(key))
         usage = sse_payloads(response.text)[-1]["usage"]
         completion = O200K.count("".join(words(6)))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.serving.rendering import RenderedMessage
+from gateway.serving.rendering import ChatPrompt, RenderedMessage
 from gateway.upstream.tokens import (
     SHA256,
     TiktokenCounter,
@@ -62,4 +62,5 @@ def test_chat_count_when_one_user_message_then_openai_formula() -> None:
     counter = TiktokenCounter(offline_encoding("o200k_base"))
     assert counter.count("Hello, world!") == 4
     # gpt-4o bills {"role": "user", "content": "Hello"} as 8 prompt tokens: 3 + 1 + 1 + 3.
-    assert len(counter.render_chat([RenderedMessage("user", "Hello")])) == 8
+    prompt = ChatPrompt((RenderedMessage("user", "Hello"),))
+    assert len(counter.render_chat(prompt)) == 8

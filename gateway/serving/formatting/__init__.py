@@ -1,0 +1,1 @@
+"""The format step: a run's outputs as OpenAI bodies, whole or as stream chunks."""

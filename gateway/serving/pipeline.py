@@ -1,0 +1,167 @@
+"""The one serving pipeline: plan, cache, ticket, run, format.
+
+Every generating endpoint and the batch worker call ``Pipeline.serve`` with a validated
+body and who is asking; it returns an ``Exchange`` to stream or collect. A model served by
+an upstream API leaves at the plan step for the relay (same ticket, same settlement).
+
+1. plan: the body to prompt token ids and sampling (``planning/``);
+2. cache: a repeatable request may be answered from the response cache (a replay of the
+   engine's recorded outputs) and a miss may fill it;
+3. ticket: ``Accounting.open`` reserves the worst case and writes the ledger row (429s
+   here), before any engine sees the request;
+4. run: ``RequestRun`` dispatches and waits for the first output, so a failing engine still
+   gets a clean 4xx/5xx;
+5. format: a ``Responder`` shapes the outputs as OpenAI bodies or stream chunks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from engine.errors import EngineRequestError
+from engine.protocol import Engine, GenerationRequest
+from gateway.caching.cache import ResponseCache
+from gateway.caching.recording import Recorder, ReplayEngine
+from gateway.errors import InvalidRequestError, ServiceUnavailableError
+from gateway.observability.observer import RunObserver
+from gateway.openai.bodies import ChatCompletionRequest, CompletionRequest
+from gateway.openai.shapes import ChatShape, CompletionShape, Envelope
+from gateway.serving.accounting import Accounting, Principal, Ticket
+from gateway.serving.exchange import EngineExchange, Exchange
+from gateway.serving.formatting.chat import ChatResponder
+from gateway.serving.formatting.completion import CompletionResponder
+from gateway.serving.formatting.responder import Responder
+from gateway.serving.plan import GenerationPlan
+from gateway.serving.planning.chat import ModelView, plan_chat
+from gateway.serving.planning.completion import plan_completion
+from gateway.serving.registry import ModelRegistry, ServedModel
+from gateway.serving.run import RequestRun
+from gateway.settings import LimitSettings
+from gateway.upstream.registry import Upstream, UpstreamRegistry
+from gateway.upstream.relay import UpstreamRelay
+
+Body = ChatCompletionRequest | CompletionRequest
+Observe = Callable[[str, str, str], RunObserver]  # (request id, model, tenant) -> observer
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to serve: the body, who asks, and how this call is billed."""
+
+    body: Body
+    principal: Principal
+    request_id: str
+    cache_control: str | None = None  # the client's Cache-Control header
+    batch_id: str | None = None  # a Batch API line (batch prices, recorded on the row)
+    settle_policy: Callable[[Ticket], Ticket] | None = None  # wraps the ticket (batch lines)
+
+    def __post_init__(self) -> None:
+        if not self.request_id:
+            raise ValueError("a call needs its request id")
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    engine: Engine
+    ticket: Ticket
+    recorder: Recorder | None
+    headers: dict[str, str]
+
+
+class Pipeline:
+    def __init__(self, models: ModelRegistry, upstreams: UpstreamRegistry,
+                 accounting: Accounting, cache: ResponseCache, observe: Observe,
+                 limits: LimitSettings, draining: Callable[[], bool]) -> None:
+        self.models = models
+        self.upstreams = upstreams
+        self._accounting = accounting
+        self._cache = cache
+        self._observe = observe
+        self._limits = limits
+        self._draining = draining
+
+    async def plan(self, body: Body, model: ModelView) -> GenerationPlan:
+        if isinstance(body, ChatCompletionRequest):
+            return await plan_chat(body, model, self._limits)
+        return await plan_completion(body, model, self._limits)
+
+    async def serve(self, call: Call) -> Exchange:
+        if self._draining():
+            raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
+        if (upstream := self.upstreams.find(call.body.model)) is not None:
+            return await self._relay(call, upstream)
+        served = self.models.get(call.body.model)
+        plan = await self.plan(call.body, ModelView(served.renderer, served.max_model_len,
+                                                    served.tool_parser))
+        dispatch = await self._dispatch(call, served, plan)
+        run = RequestRun(dispatch.engine, _engine_requests(call, plan), dispatch.ticket,
+                         self._limits.stall_timeout_s,
+                         self._observe(call.request_id, served.name, call.principal.tenant),
+                         dispatch.recorder, keep_logprobs=not plan.stream)
+        await _prime(run, plan)
+        return EngineExchange(run, _responder(plan, served, call.request_id), plan.stream,
+                              plan.stream_usage, dispatch.headers)
+
+    async def _open(self, call: Call, plan: GenerationPlan) -> Ticket:
+        ticket = await self._accounting.open(call.principal, plan, call.request_id,
+                                             batch_id=call.batch_id)
+        return ticket if call.settle_policy is None else call.settle_policy(ticket)
+
+    async def _dispatch(self, call: Call, served: ServedModel,
+                        plan: GenerationPlan) -> Dispatch:
+        """Open the ticket; a response-cache hit swaps the engine for its replay."""
+        cache = self._cache
+        decision = cache.decide(call.principal, plan, call.cache_control)
+        recording = await cache.lookup(decision, served.name)
+        ticket = await self._open(call, plan)
+        headers = {} if cache.store is None else {
+            "x-cache": "hit" if recording else "miss" if decision else "bypass"}
+        if recording is not None:  # no engine runs
+            return Dispatch(ReplayEngine(served.engine, recording), cache.hit_ticket(ticket),
+                            None, headers)
+        if decision is None:
+            return Dispatch(served.engine, ticket, None, headers)
+        recorder = Recorder()
+        return Dispatch(served.engine, cache.fill_ticket(ticket, decision, served.name, recorder),
+                        recorder, headers)
+
+    async def _relay(self, call: Call, upstream: Upstream) -> Exchange:
+        plan = await self.plan(call.body, ModelView(upstream.model.counter,
+                                                    upstream.model.context_window, relayed=True))
+        ticket = await self._open(call, plan)
+        relay = UpstreamRelay(upstream.client, upstream.model, plan, call.body, ticket)
+        await relay.prime()
+        return relay
+
+
+def _engine_requests(call: Call, plan: GenerationPlan) -> list[GenerationRequest]:
+    """One engine request per prompt, salted per tenant (KV blocks shared only within it)."""
+    many = len(plan.prompts) > 1
+    return [GenerationRequest(request_id=f"{call.request_id}-{i}" if many else call.request_id,
+                              prompt_token_ids=prompt, sampling=plan.sampling,
+                              cache_salt=call.principal.tenant)
+            for i, prompt in enumerate(plan.prompts)]
+
+
+async def _prime(run: RequestRun, plan: GenerationPlan) -> None:
+    """Wait for the first output; an engine's refusal names the field it came from."""
+    try:
+        await run.prime()
+    except EngineRequestError as exc:
+        await run.close()
+        raise InvalidRequestError(str(exc), param=exc.param or plan.constraint_param) from exc
+    except BaseException:
+        await run.close()
+        raise
+
+
+def _responder(plan: GenerationPlan, served: ServedModel, request_id: str) -> Responder:
+    created = int(time.time())
+    if plan.kind == "chat":
+        shape = ChatShape(Envelope("chatcmpl-" + request_id, served.name, created),
+                          legacy_functions=plan.tools is not None and plan.tools.legacy)
+        return ChatResponder(plan, shape, served.tokenizer)
+    return CompletionResponder(plan, CompletionShape(Envelope("cmpl-" + request_id,
+                                                              served.name, created)))

@@ -1,0 +1,66 @@
+"""A text completion body to a plan: one prompt or several (text or token ids), as OpenAI."""
+
+from __future__ import annotations
+
+import asyncio
+
+from gateway.errors import InvalidRequestError, UnsupportedParameterError
+from gateway.openai.bodies import REFUSED_COMPLETION_FIELDS, CompletionRequest
+from gateway.serving.plan import GenerationPlan
+from gateway.serving.planning.chat import ModelView
+from gateway.serving.planning.sampling import max_tokens, refuse, sampling_spec, stream_usage
+from gateway.serving.planning.structured import structured_output
+from gateway.serving.rendering import PromptRenderer
+from gateway.settings import LimitSettings
+
+DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+
+
+def _prompts(body: CompletionRequest) -> list[str | list[int]]:
+    """OpenAI's four prompt forms as a list of prompts."""
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        return [prompt]
+    if prompt and all(isinstance(i, int) for i in prompt):
+        return [prompt]  # type: ignore[list-item]  # one prompt of token ids
+    return list(prompt)  # type: ignore[arg-type]  # several strings or token lists
+
+
+async def _ids(prompt: str | list[int], renderer: PromptRenderer, limits: LimitSettings,
+               param: str) -> tuple[int, ...]:
+    if not prompt:
+        raise InvalidRequestError("a prompt must not be empty", param=param)
+    if isinstance(prompt, str):
+        if len(prompt) > limits.max_prompt_chars:
+            raise InvalidRequestError(f"the prompt exceeds {limits.max_prompt_chars} characters",
+                                      param=param)
+        return tuple(await asyncio.to_thread(renderer.encode, prompt))
+    if any(not 0 <= i < renderer.vocab_size for i in prompt):
+        raise InvalidRequestError(f"prompt token ids must be in [0, {renderer.vocab_size})",
+                                  param=param)
+    return tuple(prompt)
+
+
+async def plan_completion(body: CompletionRequest, model: ModelView,
+                          limits: LimitSettings) -> GenerationPlan:
+    refuse(body, REFUSED_COMPLETION_FIELDS)
+    if body.best_of not in (None, 1):
+        raise UnsupportedParameterError("'best_of' > 1 is not supported", param="best_of")
+    prompts = _prompts(body)
+    if not prompts:
+        raise InvalidRequestError("'prompt' must not be empty", param="prompt")
+    if len(prompts) > limits.max_prompts:
+        raise InvalidRequestError(f"at most {limits.max_prompts} prompts per request",
+                                  param="prompt")
+    many = len(prompts) > 1
+    ids = [await _ids(p, model.renderer, limits, f"prompt.{i}" if many else "prompt")
+           for i, p in enumerate(prompts)]
+    requested = body.max_tokens if body.max_tokens is not None else DEFAULT_MAX_TOKENS
+    budget = max_tokens(requested, max(len(p) for p in ids), model.context, limits, "prompt")
+    structured, constraint_param = structured_output(body, limits)
+    return GenerationPlan(
+        kind="completion", model=body.model, prompts=tuple(ids),
+        sampling=sampling_spec(body, budget, body.logprobs, limits, model.renderer.vocab_size,
+                               structured),
+        stream=bool(body.stream), stream_usage=stream_usage(body),
+        constraint_param=constraint_param, user=body.user)

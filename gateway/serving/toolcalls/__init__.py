@@ -1,0 +1,1 @@
+"""Reading tool calls out of generated text: forced (named, required) and parsed (auto)."""
