@@ -87,10 +87,18 @@ async def test_settle_when_database_briefly_down_then_retried_and_billed_once(
     async with metered_client(FakeEngine(MODEL), metered_settings(database_url)) as (
         client, state):
         ledger = metering_of(state).ledger
-        monkeypatch.setattr(ledger, "settle", outage(2, ledger.settle))
+        failing = outage(2, ledger.settle)
+        calls: list[tuple[Any, ...]] = []
+
+        async def settle(*args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            return await failing(*args, **kwargs)
+
+        monkeypatch.setattr(ledger, "settle", settle)
         plain = await client.post("/v1/completions", json=BODY, headers=ADMIN)
         rows = await _rows(state)
     assert plain.status_code == 200
+    assert len(calls) == 3  # two failed attempts, then the one that settled: retried
     [row] = rows
     assert row.settled_at is not None and not row.recovered
     assert (row.prompt_tokens, row.completion_tokens, row.status) == (5, 8, "length")
