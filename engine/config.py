@@ -1,58 +1,56 @@
 """Engine configuration: what one vLLM engine serves and how.
 
-``EngineConfig`` is built from the settings (``configs/models.yaml``) and turned into
-vLLM's ``AsyncEngineArgs`` plus the ``VLLM_CPU_*`` environment the CPU backend reads.
+The one declaration of the engine's settings: ``EngineOptions`` (with ``SpeculationConfig`` and
+``CpuConfig``) is what a model's entry in ``configs/models.yaml`` chooses. Field types carry the
+rules (``Literal`` choices, ``annotated_types`` bounds), checked here by ``check_fields``, by
+pydantic in ``gateway/settings.py`` (whose ``ModelSettings`` extends ``EngineOptions``) and by the
+Helm chart's schema generated from it (``gateway/chart_schema.py``). ``EngineConfig`` adds what
+the caller decides and is turned into vLLM's ``AsyncEngineArgs`` plus the ``VLLM_CPU_*``
+environment the CPU backend reads.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Gt, Interval
+
+from engine.field_rules import check_fields
 from engine.speculation_health import HealthPolicy
 
 Dtype = Literal["float32", "bfloat16", "float16", "auto"]
 SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle", "eagle3"]
 DraftUnderLoad = Literal["skip", "fill"]
+DRAFT_METHODS = ("draft_model", "eagle", "eagle3")  # speculation from a model in draft_path
 
 
 @dataclass(frozen=True)
 class SpeculationConfig:
     method: SpeculationMethod = "none"
-    num_speculative_tokens: int = 4
-    prompt_lookup_min: int = 2
-    prompt_lookup_max: int = 4
-    draft_path: Path | None = None
+    num_speculative_tokens: Annotated[int, Interval(ge=1, le=16)] = 4
+    prompt_lookup_min: Annotated[int, Ge(1)] = 2  # n-gram sizes matched (ngram)
+    prompt_lookup_max: Annotated[int, Ge(1)] = 4
+    draft_path: Path | None = None  # settings: relative is under model_cache
     # Adaptive: no drafts while more than this many requests share a step (vLLM's
     # dynamic speculative decoding schedule); None speculates at every batch size.
-    max_batch_size: int | None = None
+    max_batch_size: Annotated[int, Ge(1)] | None = None
     # Above max_batch_size: "skip" the drafter's forward pass entirely (engine/vllm_plugin.py)
     # or "fill" its KV cache as vLLM does (measured ~7% of throughput at 16 concurrent on a
     # CPU, for a barely higher acceptance once load falls: docs/speculation.md).
     draft_under_load: DraftUnderLoad = "skip"
     # Metering: the draft is "stale" when the acceptance over the last
     # ``acceptance_window_s`` falls below ``acceptance_floor`` (0 disables).
-    acceptance_floor: float = 0.0
-    acceptance_window_s: float = 300.0
+    acceptance_floor: Annotated[float, Interval(ge=0, le=1)] = 0.0
+    acceptance_window_s: Annotated[float, Gt(0)] = 300.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.acceptance_floor <= 1.0:
-            raise ValueError("acceptance_floor must be in [0, 1]")
-        if self.acceptance_window_s <= 0:
-            raise ValueError("acceptance_window_s must be positive")
-        if self.max_batch_size is not None and self.max_batch_size < 1:
-            raise ValueError("max_batch_size must be at least 1")
-        if self.draft_under_load not in ("skip", "fill"):
-            raise ValueError("draft_under_load must be 'skip' or 'fill'")
-        if self.method == "none":
-            return
-        if not 1 <= self.num_speculative_tokens <= 16:
-            raise ValueError("num_speculative_tokens must be in [1, 16]")
-        if self.method == "ngram" and not 1 <= self.prompt_lookup_min <= self.prompt_lookup_max:
-            raise ValueError("need 1 <= prompt_lookup_min <= prompt_lookup_max")
-        if self.method in ("draft_model", "eagle", "eagle3") and self.draft_path is None:
+        check_fields(self, SpeculationConfig)
+        if self.method == "ngram" and self.prompt_lookup_min > self.prompt_lookup_max:
+            raise ValueError("need prompt_lookup_min <= prompt_lookup_max")
+        if self.method in DRAFT_METHODS and self.draft_path is None:
             raise ValueError(f"speculation method {self.method!r} needs draft_path")
 
     def to_vllm(self) -> dict[str, Any] | None:
@@ -78,7 +76,7 @@ class SpeculationConfig:
     def skips_idle_drafts(self) -> bool:
         """Whether steps scheduled with no drafts skip the drafter (a model drafter only)."""
         return (self.max_batch_size is not None and self.draft_under_load == "skip"
-                and self.method in ("draft_model", "eagle", "eagle3"))
+                and self.method in DRAFT_METHODS)
 
     def vllm_additional_config(self) -> dict[str, Any]:
         """What engine/vllm_plugin.py reads inside vLLM's processes."""
@@ -96,14 +94,11 @@ class CpuConfig:
     """vLLM CPU backend knobs (ignored on CUDA)."""
 
     threads_bind: str = "auto"  # "auto": every core this process may use
-    reserved_cpus: int = 0
-    kv_cache_gib: int = 2
+    reserved_cpus: Annotated[int, Ge(0)] = 0
+    kv_cache_gib: Annotated[int, Ge(1)] = 2  # VLLM_CPU_KVCACHE_SPACE
 
     def __post_init__(self) -> None:
-        if self.kv_cache_gib <= 0:
-            raise ValueError("kv_cache_gib must be positive")
-        if self.reserved_cpus < 0:
-            raise ValueError("reserved_cpus must be >= 0")
+        check_fields(self, CpuConfig)
 
     def environment(self) -> dict[str, str]:
         bind = self.threads_bind
@@ -116,30 +111,45 @@ class CpuConfig:
         }
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    model_name: str
-    model_path: Path
+@dataclass(frozen=True, kw_only=True)
+class EngineOptions:
+    """What a model's settings choose about its engine: these names are its YAML keys."""
+
     dtype: Dtype = "float32"
-    max_model_len: int = 2048
-    max_num_seqs: int = 64
+    max_model_len: Annotated[int, Ge(16)] = 2048  # context length
+    max_num_seqs: Annotated[int, Ge(1)] = 64  # continuous-batching width
     enforce_eager: bool = True
-    quantization: str | None = None
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
+    quantization: str | None = None  # passed to vLLM (compressed-tensors checkpoints need none)
+    gpu_memory_utilization: Annotated[float, Interval(gt=0, le=1)] = 0.9
+    tensor_parallel_size: Annotated[int, Ge(1)] = 1
     speculation: SpeculationConfig = field(default_factory=SpeculationConfig)
     cpu: CpuConfig = field(default_factory=CpuConfig)
+
+    def __post_init__(self) -> None:
+        check_fields(self, EngineOptions)
+
+
+@dataclass(frozen=True)
+class EngineConfig(EngineOptions):
+    """One engine: a model's options plus what its caller decides (name, weights, seed).
+
+    ``EngineConfig(name, path, dtype=...)``: the options are keyword-only.
+    """
+
+    model_name: str
+    model_path: Path
     seed: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.model_name:
             raise ValueError("model_name must not be empty")
-        if self.max_model_len < 16:
-            raise ValueError("max_model_len must be at least 16")
-        if self.max_num_seqs < 1:
-            raise ValueError("max_num_seqs must be at least 1")
-        if not 0.0 < self.gpu_memory_utilization <= 1.0:
-            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+    @classmethod
+    def serving(cls, options: EngineOptions, model_name: str, model_path: Path) -> EngineConfig:
+        """The engine for ``options`` (a subclass, such as the gateway's settings, included)."""
+        chosen = {option.name: getattr(options, option.name) for option in fields(EngineOptions)}
+        return cls(model_name, model_path, **chosen)
 
     def engine_args_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs``."""

@@ -1,8 +1,10 @@
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from engine.config import EngineConfig, SpeculationConfig
+from engine.config import CpuConfig, EngineConfig, EngineOptions, SpeculationConfig
 
 
 def test_ngram_speculation_maps_to_vllm_lookup_sizes() -> None:
@@ -75,3 +77,45 @@ def test_profile_setting_draft_under_load_reaches_the_engine_config() -> None:
     filling = load_settings(profile="test-speculation").engine_config(model)
     assert filling.speculation.draft_under_load == "fill"
     assert filling.engine_args_kwargs()["additional_config"] == {}
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: EngineConfig("m", Path("/m"), max_model_len=8), "max_model_len must be at least 16"),
+    (lambda: EngineConfig("m", Path("/m"), gpu_memory_utilization=0.0),
+     r"gpu_memory_utilization must be in \(0, 1\]"),
+    (lambda: EngineConfig("m", Path("/m"), tensor_parallel_size=0), "tensor_parallel_size"),
+    (lambda: EngineConfig("m", Path("/m"), dtype="float64"),  # type: ignore[arg-type]
+     "dtype must be one of 'float32'"),
+    (lambda: CpuConfig(kv_cache_gib=0), "kv_cache_gib must be at least 1"),
+    (lambda: CpuConfig(reserved_cpus=-1), "reserved_cpus must be at least 0"),
+    (lambda: SpeculationConfig(method="medusa"),  # type: ignore[arg-type]
+     "method must be one of"),
+    (lambda: SpeculationConfig(max_batch_size=0), "max_batch_size must be at least 1"),
+    (lambda: SpeculationConfig(acceptance_window_s=0),
+     "acceptance_window_s must be greater than 0"),
+    (lambda: SpeculationConfig("ngram", 17), r"num_speculative_tokens must be in \[1, 16\]"),
+    (lambda: SpeculationConfig("ngram", prompt_lookup_min=5, prompt_lookup_max=4),
+     "prompt_lookup_min <= prompt_lookup_max"),
+])
+def test_a_value_outside_its_declared_rule_is_refused_by_name(build: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_engine_config_takes_name_and_path_by_position_and_options_by_keyword() -> None:
+    config = EngineConfig("m", Path("/m"), 7, max_num_seqs=8)
+    assert (config.model_name, config.seed, config.max_num_seqs) == ("m", 7, 8)
+    with pytest.raises(ValueError, match="model_name"):
+        EngineConfig("", Path("/m"))
+
+
+def test_serving_copies_every_option_of_the_settings() -> None:
+    options = EngineOptions(dtype="bfloat16", max_model_len=4096, max_num_seqs=8,
+                            enforce_eager=False, quantization="fp8",
+                            gpu_memory_utilization=0.5, tensor_parallel_size=2,
+                            speculation=SpeculationConfig("ngram", 3),
+                            cpu=CpuConfig(kv_cache_gib=4))
+    config = EngineConfig.serving(options, "m", Path("/m"))
+    assert (config.model_name, config.model_path, config.seed) == ("m", Path("/m"), 0)
+    for option in fields(EngineOptions):
+        assert getattr(config, option.name) == getattr(options, option.name), option.name
