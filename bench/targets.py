@@ -87,7 +87,7 @@ def wait_for_memory(min_gib: float, timeout_s: float = 1800) -> None:
 
 
 def _model_settings(spec: TargetSpec, opts: LaunchOptions) -> dict[str, Any]:
-    model = opts.settings.models[spec.model].model_dump(mode="json")
+    model = opts.settings.models[spec.model].to_dict()
     model["path"] = str(opts.settings.model_path(spec.model))
     if "enabled" in model:
         model["enabled"] = True
@@ -105,7 +105,7 @@ def _models_yaml(spec: TargetSpec, opts: LaunchOptions) -> dict[str, Any]:
     """Every configured model (quantized ones name their base), only ``spec.model`` on."""
     models: dict[str, Any] = {}
     for name, model in opts.settings.models.items():
-        dumped = model.model_dump(mode="json")
+        dumped = model.to_dict()
         if "enabled" in dumped:
             dumped["enabled"] = False
         models[name] = dumped

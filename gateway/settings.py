@@ -1,10 +1,14 @@
 """Settings: ``configs/*.yaml``, then ``configs/profiles/<profile>.yaml``, then ``LLMGW_*``.
 
 Pydantic lives here, at the edge; ``engine_config`` hands the engine a frozen dataclass.
+A model's engine keys are declared once, by ``engine.config.EngineOptions``: ``ModelSettings``
+extends it with the gateway's own keys (and the Helm chart's schema is generated from it:
+``gateway/chart_schema.py``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 from decimal import Decimal
@@ -12,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from engine.config import CpuConfig, EngineConfig, SpeculationConfig
+from engine.config import EngineConfig, EngineOptions
 from engine.model_store import WheelGgufSource
 
 _BASE_FILES = ("gateway.yaml", "models.yaml", "prices.yaml")
@@ -28,24 +33,6 @@ class _Strict(BaseModel):
 class SourceSettings(_Strict):
     distribution: str
     filename: str
-
-
-class CpuSettings(_Strict):
-    kv_cache_gib: int = 2
-    threads_bind: str = "auto"
-    reserved_cpus: int = 0
-
-
-class SpeculationSettings(_Strict):
-    method: Literal["none", "ngram", "draft_model", "eagle", "eagle3"] = "none"
-    num_speculative_tokens: int = 4
-    prompt_lookup_min: int = 2
-    prompt_lookup_max: int = 4
-    draft_path: Path | None = None  # relative: under model_cache (`llm-gateway draft install`)
-    max_batch_size: int | None = None  # adaptive: no drafts above this many running requests
-    draft_under_load: Literal["skip", "fill"] = "skip"  # above it: skip or run the drafter pass
-    acceptance_floor: float = 0.0  # "draft stale" below this windowed acceptance (0: off)
-    acceptance_window_s: float = 300.0
 
 
 class RoutingSettings(_Strict):
@@ -64,24 +51,20 @@ class QuantizedSettings(_Strict):
     method: Literal["w8a8-int8", "w4a16-awq"]
 
 
-class ModelSettings(_Strict):
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
+class ModelSettings(EngineOptions):
+    """One entry of ``models``: the engine's options (``EngineOptions``: dtype, max_model_len,
+    speculation, cpu, ...) and, below, the keys only the gateway reads. Copy with
+    ``dataclasses.replace`` (validated again)."""
+
     enabled: bool = True  # served by `llm-gateway serve`; profiles switch variants on
     quantized: QuantizedSettings | None = None
     source: SourceSettings | None = None
     path: Path | None = None  # a prepared Hugging Face folder; default: <model_cache>/<name>
-    dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
-    enforce_eager: bool = True
-    max_model_len: int = 2048
-    max_num_seqs: int = 64
-    quantization: str | None = None
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
-    cpu: CpuSettings = CpuSettings()
-    speculation: SpeculationSettings = SpeculationSettings()
     # Remote mode: engine replicas (`llm-gateway engine serve`) instead of an embedded engine.
     replicas: list[str] = Field(default_factory=list)  # base URLs, e.g. http://10.0.0.5:8001
     replicas_dns: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")  # host:port
-    routing: RoutingSettings = RoutingSettings()
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # Chat surface (the gateway renders and parses; vLLM generates):
     # vLLM's tool parser for `tool_choice: auto` (hermes, llama3_json, mistral, ...); None:
     # `auto` with tools is refused (required and named choices work through structured outputs).
@@ -92,6 +75,14 @@ class ModelSettings(_Strict):
     @property
     def is_remote(self) -> bool:
         return bool(self.replicas) or self.replicas_dns is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values under the YAML keys (what an entry of models.yaml holds)."""
+        dumped: dict[str, Any] = _MODEL_SETTINGS.dump_python(self, mode="json")
+        return dumped
+
+
+_MODEL_SETTINGS = TypeAdapter(ModelSettings)
 
 
 class UpstreamSettings(_Strict):
@@ -265,23 +256,12 @@ class Settings(BaseSettings):
 
     def engine_config(self, name: str) -> EngineConfig:
         model = self.models[name]
-        spec = model.speculation
-        draft = spec.draft_path
-        if draft is not None and not draft.is_absolute():
-            draft = self.model_cache / draft
-        return EngineConfig(
-            model_name=name,
-            model_path=self.model_path(name),
-            dtype=model.dtype,
-            max_model_len=model.max_model_len,
-            max_num_seqs=model.max_num_seqs,
-            enforce_eager=model.enforce_eager,
-            quantization=model.quantization,
-            gpu_memory_utilization=model.gpu_memory_utilization,
-            tensor_parallel_size=model.tensor_parallel_size,
-            speculation=SpeculationConfig(**{**spec.model_dump(), "draft_path": draft}),
-            cpu=CpuConfig(**model.cpu.model_dump()),
-        )
+        config = EngineConfig.serving(model, name, self.model_path(name))
+        draft = model.speculation.draft_path
+        if draft is None or draft.is_absolute():
+            return config
+        speculation = dataclasses.replace(model.speculation, draft_path=self.model_cache / draft)
+        return dataclasses.replace(config, speculation=speculation)
 
 
 def default_config_dir() -> Path:

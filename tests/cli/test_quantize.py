@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def test_a_profile_chooses_the_variant_that_is_served(profile: str, variant: str
 def test_default_model_must_be_enabled() -> None:
     settings = load_settings(profile="test")
     models = dict(settings.models)
-    models[BASE] = models[BASE].model_copy(update={"enabled": False})
+    models[BASE] = dataclasses.replace(models[BASE], enabled=False)
     with pytest.raises(ValueError, match="not enabled"):
         type(settings)(**{**settings.model_dump(), "models": models})
 
@@ -79,7 +80,7 @@ def test_serve_refuses_fp8_on_a_cpu_without_amx(monkeypatch: pytest.MonkeyPatch,
     no_amx = Hardware(frozenset({"avx512f"}), None)
     monkeypatch.setattr("engine.quantization.capability.detect_hardware", lambda: no_amx)
     settings = load_settings(profile="test")
-    fp8 = settings.models[BASE].model_copy(update={"quantization": "fp8"})
+    fp8 = dataclasses.replace(settings.models[BASE], quantization="fp8")
     assert isinstance(fp8, ModelSettings)
     settings = settings.model_copy(update={"models": {BASE: fp8}})
     with pytest.raises(typer.Exit):

@@ -8,11 +8,12 @@ are not exercised (see docs/deploy-kubernetes.md).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_type_hints
 
 import pytest
 import yaml
@@ -159,19 +160,26 @@ def test_rendered_configmap_loads_as_gateway_settings(helm: Path, tmp_path: Path
     )
 
 
+def _setting_names(cls: type[Any]) -> set[str]:
+    if issubclass(cls, BaseModel):
+        return set(cls.model_fields)
+    return {field.name for field in dataclasses.fields(cls)}
+
+
 def test_schema_knows_every_model_setting() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     model = schema["properties"]["models"]["additionalProperties"]
     settings = model["properties"]["settings"]
     # replicas / replicas_dns are written by the chart itself (headless Service DNS).
-    assert set(settings["properties"]) == set(ModelSettings.model_fields) - {
+    assert set(settings["properties"]) == _setting_names(ModelSettings) - {
         "replicas", "replicas_dns"}
-    for name, field in ModelSettings.model_fields.items():
-        nested = [t for t in get_args(field.annotation) or (field.annotation,)
-                  if isinstance(t, type) and issubclass(t, BaseModel)]
+    hints = get_type_hints(ModelSettings)
+    for name in _setting_names(ModelSettings):
+        nested = [t for t in get_args(hints[name]) or (hints[name],) if isinstance(t, type)
+                  and (issubclass(t, BaseModel) or dataclasses.is_dataclass(t))]
         if nested:
-            assert set(settings["properties"][name]["properties"]) == set(
-                nested[0].model_fields), name
+            assert set(settings["properties"][name]["properties"]) == _setting_names(
+                nested[0]), name
 
 
 def test_two_models_get_their_own_engines_gpus_and_shared_cache(helm: Path) -> None:
