@@ -1,8 +1,11 @@
-"""Several engine requests read as one stream: a completion request with several prompts.
+"""Several engine requests read as one stream.
 
-Each prompt runs as its own engine request (``<request id>-<i>``); their outputs merge into
-one ``EngineOutput`` stream whose choice ``i * n + j`` is choice ``j`` of prompt ``i`` (as
-OpenAI numbers them), whose prompt count is the sum, and which finishes when all have.
+A completion request with several prompts runs each prompt as its own engine request, and
+``n > 1`` at temperature 0 runs ``n`` copies of a prompt with ``n = 1`` (vLLM refuses
+greedy ``n > 1``; OpenAI answers it with ``n`` identical choices, each really generated
+here, so every billed token is one the engine produced). Their outputs merge into one
+``EngineOutput`` stream: the choices numbered as OpenAI does (prompt by prompt), the
+prompt counted once per distinct prompt, finished when all are.
 """
 
 from __future__ import annotations
@@ -19,10 +22,28 @@ _END = object()
 
 @dataclass
 class _Part:
-    prompt_tokens: int
+    prompt: int  # which distinct prompt this request runs
+    first_choice: int  # its choice 0 in the merged numbering
     cached: int = 0
     finished: bool = False
     speculation: SpeculationCounts | None = None
+
+
+def _parts(requests: Sequence[GenerationRequest], prompts: Sequence[int]) -> list[_Part]:
+    parts, first = [], 0
+    for request, prompt in zip(requests, prompts, strict=True):
+        parts.append(_Part(prompt, first))
+        first += request.sampling.n
+    return parts
+
+
+def _cached(parts: Sequence[_Part]) -> int:
+    """Prompt tokens served from the prefix cache, per distinct prompt (its least-cached
+    copy: a prompt is billed once, at the price of its least favourable run)."""
+    by_prompt: dict[int, int] = {}
+    for part in parts:
+        by_prompt[part.prompt] = min(by_prompt.get(part.prompt, part.cached), part.cached)
+    return sum(by_prompt.values())
 
 
 def _speculation(parts: Sequence[_Part]) -> SpeculationCounts | None:
@@ -42,10 +63,10 @@ async def _pump(index: int, stream: AsyncIterator[EngineOutput],
         await queue.put((index, exc))
 
 
-async def merged(engine: Engine,
-                 requests: Sequence[GenerationRequest]) -> AsyncIterator[EngineOutput]:
-    n = requests[0].sampling.n
-    parts = [_Part(len(r.prompt_token_ids)) for r in requests]
+async def merged(engine: Engine, requests: Sequence[GenerationRequest], prompts: Sequence[int],
+                 prompt_tokens: int) -> AsyncIterator[EngineOutput]:
+    """``prompts[i]``: the distinct prompt request ``i`` runs; ``prompt_tokens``: their sum."""
+    parts = _parts(requests, prompts)
     queue: asyncio.Queue[tuple[int, object]] = asyncio.Queue()
     streams = [engine.generate(r) for r in requests]
     tasks = [asyncio.create_task(_pump(i, s, queue)) for i, s in enumerate(streams)]
@@ -63,10 +84,9 @@ async def merged(engine: Engine,
             part.speculation = item.speculation or part.speculation
             done = all(p.finished for p in parts)
             yield EngineOutput(
-                requests[0].request_id, sum(p.prompt_tokens for p in parts),
-                sum(p.cached for p in parts),
-                tuple(replace(d, index=index * n + d.index) for d in item.choices), done,
-                _speculation(parts) if done else None)
+                requests[0].request_id, prompt_tokens, _cached(parts),
+                tuple(replace(d, index=part.first_choice + d.index) for d in item.choices),
+                done, _speculation(parts) if done else None)
     finally:
         for task in tasks:
             task.cancel()

@@ -16,6 +16,7 @@ an upstream API leaves at the plan step for the relay (same ticket, same settlem
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ class Dispatch:
     ticket: Ticket
     recorder: Recorder | None
     headers: dict[str, str]
+    replay: bool = False  # a response-cache hit: the engine is a replay of recorded outputs
 
 
 class Pipeline:
@@ -96,10 +98,11 @@ class Pipeline:
         plan = await self.plan(call.body, ModelView(served.renderer, served.max_model_len,
                                                     served.tool_parser))
         dispatch = await self._dispatch(call, served, plan)
-        run = RequestRun(dispatch.engine, _engine_requests(call, plan), dispatch.ticket,
+        requests, prompts = _engine_requests(call, plan, replay=dispatch.replay)
+        run = RequestRun(dispatch.engine, requests, dispatch.ticket,
                          self._limits.stall_timeout_s,
                          self._observe(call.request_id, served.name, call.principal.tenant),
-                         dispatch.recorder, keep_logprobs=not plan.stream)
+                         dispatch.recorder, prompts=prompts, keep_logprobs=not plan.stream)
         await _prime(run, plan)
         return EngineExchange(run, _responder(plan, served, call.request_id), plan.stream,
                               plan.stream_usage, dispatch.headers)
@@ -120,7 +123,7 @@ class Pipeline:
             "x-cache": "hit" if recording else "miss" if decision else "bypass"}
         if recording is not None:  # no engine runs
             return Dispatch(ReplayEngine(served.engine, recording), cache.hit_ticket(ticket),
-                            None, headers)
+                            None, headers, replay=True)
         if decision is None:
             return Dispatch(served.engine, ticket, None, headers)
         recorder = Recorder()
@@ -136,13 +139,21 @@ class Pipeline:
         return relay
 
 
-def _engine_requests(call: Call, plan: GenerationPlan) -> list[GenerationRequest]:
-    """One engine request per prompt, salted per tenant (KV blocks shared only within it)."""
-    many = len(plan.prompts) > 1
-    return [GenerationRequest(request_id=f"{call.request_id}-{i}" if many else call.request_id,
-                              prompt_token_ids=prompt, sampling=plan.sampling,
-                              cache_salt=call.principal.tenant)
-            for i, prompt in enumerate(plan.prompts)]
+def _engine_requests(call: Call, plan: GenerationPlan,
+                     replay: bool) -> tuple[list[GenerationRequest], list[int]]:
+    """The engine requests (salted per tenant: KV blocks are shared only within it) and the
+    prompt each runs. One per prompt; greedy ``n > 1`` as ``n`` copies with ``n = 1``,
+    except for a cache replay, which plays the recorded (merged) outputs as one request."""
+    sampling, copies = plan.sampling, 1
+    if sampling.n > 1 and sampling.temperature == 0 and not replay:
+        sampling, copies = dataclasses.replace(sampling, n=1), plan.sampling.n
+    jobs = [(i, prompt) for i, prompt in enumerate(plan.prompts) for _ in range(copies)]
+    many = len(jobs) > 1
+    requests = [GenerationRequest(request_id=f"{call.request_id}-{k}" if many else call.request_id,
+                                  prompt_token_ids=prompt, sampling=sampling,
+                                  cache_salt=call.principal.tenant)
+                for k, (_, prompt) in enumerate(jobs)]
+    return requests, [i for i, _ in jobs]
 
 
 async def _prime(run: RequestRun, plan: GenerationPlan) -> None:

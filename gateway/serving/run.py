@@ -42,12 +42,18 @@ class RequestRun:
         observer: RunObserver = NO_OBSERVER,
         recorder: Recorder | None = None,
         *,
+        prompts: Sequence[int] | None = None,
         keep_logprobs: bool = True,
     ) -> None:
+        """``prompts[i]``: which distinct prompt request ``i`` runs (several requests:
+        several prompts, or greedy copies of one); by default each request its own."""
         assert requests, "a run needs at least one engine request"
         self.requests = tuple(requests)
-        prompt_tokens = sum(len(r.prompt_token_ids) for r in requests)
-        self.tally = Tally(prompt_tokens, requests[0].sampling.n * len(requests), keep_logprobs)
+        prompts = list(range(len(requests))) if prompts is None else list(prompts)
+        first = {p: r for r, p in reversed(list(zip(requests, prompts, strict=True)))}
+        prompt_tokens = sum(len(r.prompt_token_ids) for r in first.values())
+        choices = sum(r.sampling.n for r in requests)
+        self.tally = Tally(prompt_tokens, choices, keep_logprobs)
         self._engine = engine
         self._ticket = ticket
         self._stall = stall_timeout_s
@@ -55,7 +61,7 @@ class RequestRun:
         self._recorder = recorder  # the response cache's copy of every output
         self._stream: AsyncIterator[EngineOutput] = (
             engine.generate(requests[0]) if len(requests) == 1
-            else merged(engine, requests))
+            else merged(engine, requests, prompts, prompt_tokens))
         self._pending: EngineOutput | None = None
         self._started = time.monotonic()
         self._ttft: float | None = None

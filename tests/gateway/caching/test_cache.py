@@ -215,3 +215,31 @@ async def test_metrics_when_hits_and_misses_then_counted_by_model(database_url: 
         assert value("llmgw_response_cache_requests_total",
                      {"model": MODEL, "result": "miss"}) == 1
         assert value("llmgw_response_cache_stored_total", {"model": MODEL}) == 1
+
+
+async def test_repeat_when_greedy_n_is_three_then_hit_replays_all_three_choices(
+    database_url: str,
+) -> None:
+    """Greedy n > 1 runs as three engine requests; the recording replays as one."""
+    engine = FakeEngine(MODEL)
+    body = {**CHAT, "n": 3, "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": "none"}
+    async with metered_client(engine, cache_settings(database_url)) as (client, _state):
+        key = await create_key(client, "acme")
+        first = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        generated = engine.stats().generation_tokens_total
+        second = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        streamed = await client.post("/v1/chat/completions", json={**body, "stream": True},
+                                     headers=bearer(key))
+        assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit")
+        assert streamed.headers["x-cache"] == "hit"
+        assert engine.stats().generation_tokens_total == generated
+        assert without_ids(second.json()) == without_ids(first.json())
+        assert [c["index"] for c in second.json()["choices"]] == [0, 1, 2]
+        texts = {i: "" for i in range(3)}
+        for chunk in chunks(streamed.text):
+            for choice in chunk["choices"]:
+                texts[choice["index"]] += choice["delta"].get("content") or ""
+        answer = first.json()["choices"][0]["message"]["content"]
+        assert answer == engine.reply[:CHAT["max_tokens"]]  # type: ignore[index]
+        assert texts == dict.fromkeys(range(3), answer)
