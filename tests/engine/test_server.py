@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from engine.protocol import (
     EngineStats,
     GenerationRequest,
     SamplingSpec,
+    StructuredOutput,
 )
 from engine.remote import RemoteEngine
 from engine.wire import encode, merge_stats, output_from_wire, request_from_wire
@@ -35,6 +38,14 @@ async def collect(engine: FakeEngine | RemoteEngine, req: GenerationRequest) -> 
 def test_wire_round_trip_keeps_every_field() -> None:
     req = request(logprobs=2)
     assert request_from_wire(encode(req)) == req
+    constrained = dataclasses.replace(req, sampling=dataclasses.replace(
+        req.sampling, structured=StructuredOutput("json", '{"type":"object"}'),
+        logit_bias=((5, -100.0), (9, 2.5)), top_k=4, stop_token_ids=(2,),
+        allowed_token_ids=(1, 2, 3), bad_words=("x",)))
+    assert request_from_wire(json.loads(json.dumps(encode(constrained)))) == constrained
+    choice = dataclasses.replace(req, sampling=dataclasses.replace(
+        req.sampling, structured=StructuredOutput("choice", choices=("yes", "no"))))
+    assert request_from_wire(json.loads(json.dumps(encode(choice)))) == choice
     out = EngineOutput("r1", 5, 3, (), True)
     assert output_from_wire(encode(out)) == out
 

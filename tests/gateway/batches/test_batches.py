@@ -4,6 +4,7 @@ PostgreSQL: completion, validation, tenant isolation, cancel, batch prices."""
 from __future__ import annotations
 
 import io
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -159,3 +160,30 @@ async def test_files_when_deleted_then_gone_and_uploads_over_the_limit_refused(
         assert refused.value.status_code == 413
         with pytest.raises(openai.BadRequestError):
             await client.files.create(file=input_file(MODEL, 1), purpose="fine-tune")
+
+
+async def test_batch_when_lines_force_a_tool_call_then_output_holds_the_calls(
+    database_url: str,
+) -> None:
+    """Batch lines go through the same pipeline: tools and structured outputs included."""
+    engine = FakeEngine(MODEL, reply='[{"name": "get_weather", "parameters": {"city": "P"}}]')
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}
+    line = {"custom_id": "t-0", "method": "POST", "url": "/v1/chat/completions", "body": {
+        "model": MODEL, "max_tokens": 80, "tools": [tool], "tool_choice": "required",
+        "messages": [{"role": "user", "content": "Weather?"}]}}
+    data = io.BytesIO((json.dumps(line) + "\n").encode())
+    data.name = "tools.jsonl"
+    async with served(engine, batch_settings(database_url)) as server:
+        (key,) = await _keys(server.base_url, "acme")
+        client = sdk(server.base_url, key)
+        upload = await client.files.create(file=data, purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id,
+                                            endpoint="/v1/chat/completions",
+                                            completion_window="24h")
+        done = await wait_for(client, batch.id, TERMINAL)
+        [result] = await output_lines(client, done.output_file_id)
+        choice = result["response"]["body"]["choices"][0]
+        assert choice["finish_reason"] == "tool_calls"
+        assert choice["message"]["tool_calls"][0]["function"] == {
+            "name": "get_weather", "arguments": '{"city": "P"}'}

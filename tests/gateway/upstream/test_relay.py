@@ -235,3 +235,21 @@ async def test_models_when_an_upstream_is_configured_then_it_is_listed(
     async with relayed(database_url, Behaviour()) as (client, _, key):
         listed = (await client.get("/v1/models", headers=bearer(key))).json()["data"]
         assert {m["id"]: m["owned_by"] for m in listed}[OVERFLOW] == "upstream"
+
+
+async def test_chat_when_tools_and_response_format_sent_then_relayed_to_the_upstream(
+    database_url: str,
+) -> None:
+    """An upstream that supports tools reads them itself; the gateway passes them on."""
+    behaviour = Behaviour()
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}]
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object"}, "strict": True}}
+    body = {**CHAT, "tools": tools, "tool_choice": "auto", "response_format": schema}
+    async with relayed(database_url, behaviour) as (client, _state, key):
+        response = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        sent = behaviour.seen[0]["body"]
+        assert sent["tools"] == tools and sent["tool_choice"] == "auto"
+        assert sent["response_format"] == schema  # "schema", not the model's field name
