@@ -20,6 +20,7 @@ lint: setup
 test: setup lint
 	./scripts/services.sh
 	./scripts/browser.sh
+	./scripts/js-client.sh
 	$(VENV)/bin/python -m pytest -p no:cacheprovider tests
 
 unit: setup

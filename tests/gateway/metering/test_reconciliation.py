@@ -1,6 +1,7 @@
 """Ledger vs engine on the real vLLM engine: 300+ mixed requests, token sums equal exactly.
 
-Streamed and not, n=2, stop strings, clients hanging up mid-stream, 429s and 400s: the
+Streamed and not (no usage chunk asked), n=2 (greedy too), stop strings, tool calls and
+json_schema answers, clients hanging up mid-stream, 429s and 400s: the
 ledger's prompt tokens (x n: vLLM counts the prompt once per choice) and completion tokens
 must equal the growth of vLLM's own prompt/generation counters, and every row's cost must
 be its tokens x price exactly.
@@ -26,6 +27,8 @@ from tests.conftest import LiveGateway
 
 PRICE = Price(Decimal("0.10"), Decimal("0.40"), Decimal("0.05"))  # configs/prices.yaml
 TOPICS = ["France", "the sea", "a cat", "winter", "bread", "Mars", "music", "a river"]
+TOOL = {"type": "function", "function": {"name": "look_up", "parameters": {
+    "type": "object", "properties": {"topic": {"type": "string"}}, "required": ["topic"]}}}
 
 
 def _request(i: int, rng: random.Random, model: str) -> tuple[str, dict[str, Any], str]:
@@ -33,9 +36,18 @@ def _request(i: int, rng: random.Random, model: str) -> tuple[str, dict[str, Any
     topic = rng.choice(TOPICS)
     chat = {"model": model, "messages": [{"role": "user", "content": f"Tell me about {topic}."}],
             "max_tokens": rng.randint(3, 12), "temperature": 0.8, "seed": i}
-    kind = ["plain", "stream", "n2", "stop", "abort", "completion", "n2stream", "abort"][i % 8]
-    if kind == "stream":
+    kind = ["plain", "stream", "n2", "stop", "abort", "completion", "n2stream", "abort",
+            "tools", "schema", "greedy_n2"][i % 11]
+    if kind == "stream":  # no usage chunk asked for: billing does not depend on it
         chat["stream"] = True
+    elif kind == "tools":
+        chat.update(stream=True, tools=[TOOL], tool_choice="required", max_tokens=24)
+    elif kind == "schema":
+        chat.update(max_tokens=24, response_format={"type": "json_schema", "json_schema": {
+            "name": "note", "schema": {"type": "object", "properties": {
+                "note": {"type": "string"}}, "required": ["note"]}}})
+    elif kind == "greedy_n2":  # two engine requests (vLLM refuses greedy n > 1)
+        chat.update(n=2, temperature=0)
     elif kind == "n2":
         chat["n"] = 2
     elif kind == "n2stream":

@@ -1,0 +1,55 @@
+"""The official OpenAI JavaScript SDK (npm ``openai``, run by Node) against the real gateway:
+the second real client frontends use. scripts/js-client.sh installs it (make test runs it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.conftest import LiveGateway
+from tests.e2e.test_chat_parity import PERSON, WEATHER
+
+pytestmark = [pytest.mark.engine]
+CLIENT = Path(__file__).resolve().parent / "js" / "client.mjs"
+
+
+def run_js(gateway: LiveGateway, scenario: str) -> dict[str, Any]:
+    assert (CLIENT.parent / "node_modules" / "openai").is_dir(), "run scripts/js-client.sh"
+    env = {**os.environ, "GATEWAY_URL": gateway.v1, "GATEWAY_KEY": gateway.admin_key,
+           "GATEWAY_MODEL": gateway.model}
+    done = subprocess.run(["node", str(CLIENT), scenario], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_js_stream_when_documentation_loop_reads_choices_zero_then_text_arrives(
+    live_gateway: LiveGateway,
+) -> None:
+    result = run_js(live_gateway, "stream-chat")
+    assert "Paris" in result["text"] and result["chunks"] > 2
+
+
+def test_js_stream_helper_when_tool_required_then_assembles_a_valid_call(
+    live_gateway: LiveGateway,
+) -> None:
+    result = run_js(live_gateway, "stream-tool")
+    assert result["finish_reason"] == "tool_calls"
+    call = result["tool_calls"][0]
+    assert call["type"] == "function" and call["function"]["name"] == "get_weather"
+    arguments = json.loads(call["function"]["arguments"])
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])  # type: ignore[typeddict-item]
+    assert result["usage"]["completion_tokens"] > 0
+
+
+def test_js_json_schema_when_strict_then_content_validates(live_gateway: LiveGateway) -> None:
+    result = run_js(live_gateway, "json-schema")
+    assert result["finish_reason"] == "stop"
+    jsonschema.validate(json.loads(result["content"]), PERSON)
