@@ -48,6 +48,7 @@ class LoadSpec:
     concurrency: int
     requests: int
     max_tokens: int
+    extra: tuple[tuple[str, Any], ...] = ()  # more body fields (e.g. response_format)
 
     def __post_init__(self) -> None:
         if self.concurrency < 1 or self.requests < 1 or self.max_tokens < 1:
@@ -155,13 +156,13 @@ class _StreamReader:
 
 async def stream_one(
     client: httpx.AsyncClient, endpoint: Endpoint, workload: Workload, index: int,
-    max_tokens: int,
+    max_tokens: int, extra: tuple[tuple[str, Any], ...] = (),
 ) -> StreamSample:
     """Send one streaming chat request (greedy, so every target generates the same text)."""
     body = {
         "model": endpoint.model, "messages": messages(workload, index), "stream": True,
         "stream_options": {"include_usage": True}, "max_tokens": max_tokens,
-        "temperature": 0.0,
+        "temperature": 0.0, **dict(extra),
     }
     reader = _StreamReader(time.perf_counter())
     try:
@@ -195,7 +196,8 @@ async def run_level(endpoint: Endpoint, spec: LoadSpec, timeout_s: float = 900) 
 
         async def one(index: int) -> StreamSample:
             async with gate:
-                return await stream_one(client, endpoint, spec.workload, index, spec.max_tokens)
+                return await stream_one(client, endpoint, spec.workload, index, spec.max_tokens,
+                                        spec.extra)
 
         started = time.perf_counter()
         samples = await asyncio.gather(*(one(i) for i in range(spec.requests)))

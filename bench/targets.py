@@ -89,6 +89,8 @@ def wait_for_memory(min_gib: float, timeout_s: float = 1800) -> None:
 def _model_settings(spec: TargetSpec, opts: LaunchOptions) -> dict[str, Any]:
     model = opts.settings.models[spec.model].to_dict()
     model["path"] = str(opts.settings.model_path(spec.model))
+    if (template := opts.settings.chat_template(spec.model)) is not None:
+        model["chat_template"] = str(template)  # the generated config folder has no templates
     if "enabled" in model:
         model["enabled"] = True
     if opts.kv_cache_gib is not None:
