@@ -17,7 +17,6 @@ from gateway.errors import ServiceUnavailableError
 from gateway.metering.pricing import usd_text
 from gateway.serving.accounting import Settled
 from gateway.serving.formatting.responder import Responder
-from gateway.serving.plan import StreamUsage
 from gateway.serving.run import RequestRun
 from gateway.streaming.sse import run_events
 
@@ -55,11 +54,10 @@ class EngineExchange:
     run: RequestRun
     responder: Responder
     stream: bool
-    stream_usage: StreamUsage
     headers: dict[str, str] = field(default_factory=dict)
 
     def events(self) -> AsyncIterator[dict[str, str]]:
-        return run_events(self.run, self.responder, self.stream_usage)
+        return run_events(self.run, self.responder)
 
     async def complete(self, disconnected: Disconnected | None = None,
                        timeout_s: float | None = None) -> Completed | None:
@@ -80,7 +78,7 @@ class EngineExchange:
             if not collect.done():
                 collect.cancel()
             await self.run.close()
-        return Completed(self.responder.full(self.run.tally, settled), settled)
+        return Completed(await self.responder.full(self.run.tally, settled), settled)
 
     async def _drain(self) -> Settled:
         async for _ in self.run.outputs():

@@ -105,7 +105,7 @@ class Pipeline:
                          dispatch.recorder, prompts=prompts, keep_logprobs=not plan.stream)
         await _prime(run, plan)
         return EngineExchange(run, _responder(plan, served, call.request_id), plan.stream,
-                              plan.stream_usage, dispatch.headers)
+                              dispatch.headers)
 
     async def _open(self, call: Call, plan: GenerationPlan) -> Ticket:
         ticket = await self._accounting.open(call.principal, plan, call.request_id,

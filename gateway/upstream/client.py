@@ -18,8 +18,8 @@ import httpx
 from httpx_sse import EventSource
 
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejectedError
+from gateway.serving.formatting.responder import DONE
 from gateway.settings import UpstreamSettings
-from gateway.streaming.sse import DONE
 from gateway.upstream.tokens import TiktokenCounter, encoding_name_for, offline_encoding
 
 

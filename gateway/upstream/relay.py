@@ -22,8 +22,8 @@ from gateway.errors import as_gateway_error
 from gateway.openai.shapes import usage_json
 from gateway.serving.accounting import Outcome, Settled, Status, Ticket
 from gateway.serving.exchange import Completed, Disconnected
+from gateway.serving.formatting.responder import DONE, json_data
 from gateway.serving.plan import GenerationPlan
-from gateway.streaming.sse import DONE, json_event
 from gateway.upstream.client import UpstreamClient, UpstreamModel, chunks
 from gateway.upstream.received import Received
 
@@ -132,16 +132,16 @@ class UpstreamRelay:
         """The client's event stream; a usage chunk (with cost) if asked, then ``[DONE]``."""
         try:
             async for chunk in self._relayed():
-                yield json_event(chunk)
+                yield {"data": json_data(chunk)}
             settled = await self.settle()
             if self._plan.stream_usage != "none":
-                yield json_event({
+                yield {"data": json_data({
                     "id": self._last.get("id"), "object": self._last.get("object"),
                     "created": self._last.get("created"), "model": self._model.name,
-                    "choices": [], "usage": self._usage(settled)})
+                    "choices": [], "usage": self._usage(settled)})}
         except Exception as exc:  # after the 200: report in-band, then end
             self._failed = True
-            yield json_event(as_gateway_error(exc).envelope())
+            yield {"data": json_data(as_gateway_error(exc).envelope())}
         finally:
             await self.settle()
         yield {"data": DONE}

@@ -8,7 +8,12 @@ from typing import Any
 from engine.protocol import ChoiceDelta
 from gateway.openai.shapes import ChatShape, chat_logprobs, usage_json
 from gateway.serving.accounting import Settled
-from gateway.serving.formatting.responder import Json, public_finish, running_usage
+from gateway.serving.formatting.responder import (
+    CompletionsFraming,
+    Json,
+    public_finish,
+    running_usage,
+)
 from gateway.serving.plan import GenerationPlan
 from gateway.serving.run import RequestRun
 from gateway.serving.tally import ChoiceState, Tally
@@ -16,7 +21,7 @@ from gateway.serving.toolcalls.calls import CallStream, Extracted, Piece
 from gateway.serving.toolcalls.reader import call_stream, extract
 
 
-class ChatResponder:
+class ChatResponder(CompletionsFraming):
     def __init__(self, plan: GenerationPlan, shape: ChatShape, tokenizer: Any) -> None:
         self._plan = plan
         self._shape = shape
@@ -36,7 +41,7 @@ class ChatResponder:
             return Extracted(choice.text, ())
         return extract(self._plan.tools, self._tokenizer, choice.text)
 
-    def full(self, tally: Tally, settled: Settled) -> Json:
+    async def full(self, tally: Tally, settled: Settled) -> Json:
         choices = []
         for choice in tally.choices:
             read = self._read(choice)
@@ -79,5 +84,7 @@ class ChatResponder:
             chunks.append(self._shape.chunk(delta.index, {}, finish=finish, usage=usage))
         return chunks
 
-    def usage_chunk(self, tally: Tally, settled: Settled) -> Json:
+    async def final(self, tally: Tally, settled: Settled) -> Json | None:
+        if self._plan.stream_usage == "none":
+            return None
         return self._shape.usage_chunk(usage_json(tally.usage(), settled))

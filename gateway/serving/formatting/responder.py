@@ -1,28 +1,65 @@
-"""What every endpoint's formatter offers the pipeline."""
+"""What every endpoint's formatter offers the pipeline: whole bodies, stream chunks and how
+they are framed as server-sent events."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
+from gateway.errors import GatewayError
 from gateway.serving.accounting import Settled
 from gateway.serving.plan import StreamUsage
 from gateway.serving.run import RequestRun
 from gateway.serving.tally import Tally
 
 Json = dict[str, Any]
+DONE = "[DONE]"
 
 
 class Responder(Protocol):
-    def full(self, tally: Tally, settled: Settled) -> Json:
+    async def full(self, tally: Tally, settled: Settled) -> Json:
         """The whole response body of a finished (non-streamed) request."""
         ...
 
     def chunks(self, run: RequestRun) -> AsyncIterator[Json]:
-        """The stream's chunks while the run produces outputs (usage chunk excluded)."""
+        """The stream's chunks while the run produces outputs."""
         ...
 
-    def usage_chunk(self, tally: Tally, settled: Settled) -> Json: ...
+    async def final(self, tally: Tally, settled: Settled) -> Json | None:
+        """The chunk after settlement (the usage chunk, if asked), or None."""
+        ...
+
+    def frame(self, chunk: Json) -> dict[str, str]:
+        """One chunk as an SSE event."""
+        ...
+
+    def failure(self, error: GatewayError) -> Json:
+        """The chunk reporting a failure after the 200."""
+        ...
+
+    def done(self) -> dict[str, str] | None:
+        """The stream's last event, if the API has one (``[DONE]``)."""
+        ...
+
+
+def json_data(payload: Json) -> str:
+    """Compact JSON: escaping keeps newlines and ``data:`` inside generated text from ever
+    breaking the SSE framing."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
+class CompletionsFraming:
+    """Chat and text completions: data-only events, errors as the envelope, ``[DONE]``."""
+
+    def frame(self, chunk: Json) -> dict[str, str]:
+        return {"data": json_data(chunk)}
+
+    def failure(self, error: GatewayError) -> Json:
+        return error.envelope()
+
+    def done(self) -> dict[str, str] | None:
+        return {"data": DONE}
 
 
 def public_finish(reason: str | None) -> str | None:
