@@ -1,11 +1,11 @@
-"""Quality of a variant this machine's vLLM cannot run: its weights, dequantized, in torch.
+"""Quality of a variant's weights themselves: dequantized to float32, in transformers.
 
-On an AVX2 CPU vLLM's CPU build has no 4-bit kernel, yet the quality gate must still
-judge the weights ``llm-gateway quantize`` wrote. transformers loads a compressed-tensors
-folder and decompresses every layer to float (the 4-bit values times their scales, exactly
-what the kernel multiplies by), so perplexity and greedy answers measure the quantized
-weights themselves; only kernel rounding differs from serving. The result says which
-evaluator ran and why.
+transformers loads a compressed-tensors folder and decompresses every layer to float (the
+4-bit values times their scales, exactly what a kernel multiplies by), so perplexity and
+greedy answers measure the weights ``llm-gateway quantize`` wrote, on any machine, even one
+whose vLLM has no kernel for them (4-bit on an AVX2 CPU). It is not vLLM: neither its kernels'
+rounding nor whether it can serve the variant is measured here. ``evaluator`` says
+``transformers-dequantized`` (``transformers`` for an unquantized folder).
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engine.quantization.capability import scheme_of
 from engine.quantization.quality import perplexity
 
 
-def evaluate_dequantized(path: Path, text: str, prompts: list[list[int]], max_tokens: int,
-                         reason: str) -> dict[str, Any]:
+def evaluate_dequantized(path: Path, text: str, prompts: list[list[int]],
+                         max_tokens: int) -> dict[str, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quantized = scheme_of(path) != "none"
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     model.eval()  # type: ignore[no-untyped-call]
@@ -34,8 +36,8 @@ def evaluate_dequantized(path: Path, text: str, prompts: list[list[int]], max_to
     return {"perplexity": perplexity(logprobs), "scored_tokens": len(logprobs),
             "greedy": greedy,
             "greedy_text": [tokenizer.decode(g, skip_special_tokens=True) for g in greedy],
-            "dtype": "float32 (dequantized)",
-            "evaluator": f"transformers, dequantized weights: {reason}"}
+            "dtype": "float32 (dequantized)" if quantized else "float32",
+            "evaluator": "transformers-dequantized" if quantized else "transformers"}
 
 
 def _greedy(model: Any, prompt: list[int], max_tokens: int, eos: int) -> list[int]:

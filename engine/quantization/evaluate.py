@@ -1,11 +1,18 @@
-"""Measure perplexity and greedy answers of models with vLLM's offline API, in one process.
+"""Measure perplexity and greedy answers of models, in one process: vLLM, or transformers.
 
-``python -m engine.quantization.evaluate --out FILE NAME=DIR[:DTYPE] ...`` loads each model in
-turn (one engine at a time) and writes ``{NAME: {"perplexity": ..., "greedy": [[ids]...]}}``.
-The engine runs in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that one interpreter,
-imports paid once, can evaluate several variants: a CI-sized quality gate. A variant this
-machine's vLLM cannot serve (4-bit on an AVX2 CPU) is judged on its dequantized weights
-instead (``dequantized.py``); ``evaluator`` says which ran.
+``python -m engine.quantization.evaluate --out FILE NAME=DIR[:DTYPE][@EVALUATOR] ...`` loads
+each model in turn (one engine at a time) and writes ``{NAME: {"perplexity": ...,
+"greedy": [[ids]...], "evaluator": ...}}``. EVALUATOR is ``vllm`` (the default) or
+``transformers``:
+
+- ``vllm``: vLLM's offline API, in-process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that one
+  interpreter, imports paid once, evaluates several variants: a CI-sized quality gate. A
+  variant this machine cannot serve (4-bit on an AVX2 CPU) is refused as ``serve`` refuses
+  it: the entry holds ``refused`` (the ``UnsupportedQuantizationError`` message) and no
+  measurement, never another evaluator's numbers.
+- ``transformers``: the weights dequantized to float32 in transformers (``dequantized.py``),
+  on any machine; ``evaluator`` is then ``transformers-dequantized`` (``transformers`` for an
+  unquantized folder). It judges the weights, not vLLM's kernels.
 """
 
 from __future__ import annotations
@@ -17,28 +24,38 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
-from engine.config import CpuConfig
+from engine.config import CpuConfig, Dtype, EngineConfig
+from engine.errors import UnsupportedQuantizationError
 from engine.quantization import calibration
+from engine.quantization.capability import adapt_to_hardware, detect_hardware, require_supported
 from engine.quantization.quality import perplexity
 
 GREEDY_TOKENS = 32
+Evaluator = Literal["vllm", "transformers"]
 
 
 @dataclass(frozen=True)
 class Target:
     name: str
     path: Path
-    dtype: str
+    dtype: Dtype
+    evaluator: Evaluator = "vllm"
 
     @classmethod
     def parse(cls, spec: str) -> Target:
         name, _, rest = spec.partition("=")
+        rest, _, evaluator = rest.partition("@")
         path, _, dtype = rest.partition(":")
         if not name or not path:
-            raise ValueError(f"expected NAME=DIR[:DTYPE], got {spec!r}")
-        return cls(name, Path(path), dtype or "float32")
+            raise ValueError(f"expected NAME=DIR[:DTYPE][@EVALUATOR], got {spec!r}")
+        dtype, evaluator = dtype or "float32", evaluator or "vllm"
+        if dtype not in get_args(Dtype):
+            raise ValueError(f"dtype must be one of {get_args(Dtype)}, got {dtype!r}")
+        if evaluator not in get_args(Evaluator):
+            raise ValueError(f"evaluator must be one of {get_args(Evaluator)}, got {evaluator!r}")
+        return cls(name, Path(path), cast(Dtype, dtype), cast(Evaluator, evaluator))
 
 
 def greedy_prompt_ids(tokenizer: Any) -> list[list[int]]:
@@ -51,28 +68,32 @@ def greedy_prompt_ids(tokenizer: Any) -> list[list[int]]:
 
 
 def evaluate(target: Target) -> dict[str, Any]:
+    if target.evaluator == "transformers":
+        return _in_transformers(target)
+    return _in_vllm(target)
+
+
+def _in_transformers(target: Target) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from engine.quantization.dequantized import evaluate_dequantized
+
+    prompts = greedy_prompt_ids(AutoTokenizer.from_pretrained(str(target.path)))
+    return evaluate_dequantized(target.path, calibration.heldout_text(), prompts, GREEDY_TOKENS)
+
+
+def _in_vllm(target: Target) -> dict[str, Any]:
+    config, hardware = EngineConfig(target.name, target.path, dtype=target.dtype), detect_hardware()
+    try:
+        require_supported(config, hardware)  # the gate `serve` passes before vLLM starts
+    except UnsupportedQuantizationError as exc:
+        return {"evaluator": "vllm", "refused": str(exc), "error": type(exc).__name__,
+                "dtype": target.dtype}  # no measurement, and no other evaluator's instead
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from engine.quantization.capability import (
-        detect_hardware,
-        scheme_of,
-        servable,
-        serving_dtype,
-    )
-
-    scheme, hardware = scheme_of(target.path), detect_hardware()
     # one of vLLM's dtype literals, checked by vLLM; W8A8 on AMX needs bfloat16
-    dtype: Any = serving_dtype(scheme, target.dtype, hardware)
-    reason = servable(scheme, dtype, hardware)
-    if reason is not None:
-        from transformers import AutoTokenizer
-
-        from engine.quantization.dequantized import evaluate_dequantized
-
-        prompts = greedy_prompt_ids(AutoTokenizer.from_pretrained(str(target.path)))
-        return evaluate_dequantized(target.path, calibration.heldout_text(), prompts,
-                                    GREEDY_TOKENS, reason)
+    dtype: Any = adapt_to_hardware(config, hardware).dtype
     llm = LLM(model=str(target.path), dtype=dtype, enforce_eager=True, max_model_len=2048,
               seed=0, max_num_seqs=16)
     tokenizer = llm.get_tokenizer()
@@ -89,7 +110,7 @@ def evaluate(target: Target) -> dict[str, Any]:
     result = {"perplexity": perplexity(logprobs), "scored_tokens": len(logprobs),
               "greedy": [list(a.outputs[0].token_ids) for a in answers],
               "greedy_text": [a.outputs[0].text for a in answers], "dtype": str(dtype),
-              "evaluator": "vLLM"}
+              "evaluator": "vllm"}
     del llm
     gc.collect()
     return result
@@ -98,7 +119,7 @@ def evaluate(target: Target) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("targets", nargs="+", help="NAME=DIR[:DTYPE]")
+    parser.add_argument("targets", nargs="+", help="NAME=DIR[:DTYPE][@EVALUATOR]")
     args = parser.parse_args(argv)
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.update(CpuConfig(kv_cache_gib=1).environment())  # ignored on CUDA
