@@ -24,4 +24,5 @@ test: setup lint
 	$(VENV)/bin/python -m pytest -p no:cacheprovider tests
 
 unit: setup
+	./scripts/browser.sh
 	$(VENV)/bin/python -m pytest -m "not engine" tests
