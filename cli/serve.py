@@ -35,13 +35,34 @@ def serve(
 
 
 def _preflight(settings: Settings) -> None:
-    """Refuse to start, with a clear message, when a quantization cannot run here."""
+    """Refuse to start, with a clear message, when a model cannot be served here."""
     from engine.errors import UnsupportedQuantizationError
     from engine.quantization.capability import require_supported
 
     try:
         for name in settings.served_models():
-            require_supported(settings.engine_config(name))
+            if not settings.models[name].is_remote:
+                require_supported(settings.engine_config(name))
     except UnsupportedQuantizationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    if problem := missing_vllm(settings):
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+
+def missing_vllm(settings: Settings) -> str | None:
+    """Why this install cannot serve ``settings`` without vLLM (the slim gateway image has
+    none): an embedded engine, or a ``tool_parser`` (vLLM's parsers read tool calls)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        return None
+    for name in settings.served_models():
+        model = settings.models[name]
+        if not model.is_remote:
+            return f"model {name} runs an embedded engine, and vLLM is not installed here"
+        if model.tool_parser is not None:
+            return (f"model {name} sets tool_parser {model.tool_parser!r}, whose parser is "
+                    "vLLM's, and vLLM is not installed here (use the full gateway image)")
+    return None

@@ -139,6 +139,9 @@ class EngineConfig(EngineOptions):
     model_name: str
     model_path: Path
     seed: int = 0
+    # vLLM engine flags as `vllm serve` takes them (engine/vllm_args.py), e.g. from the chart's
+    # engine.extraArgs; those the options above already set are refused.
+    extra_args: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()

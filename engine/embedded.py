@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from engine.config import EngineConfig
 from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
+from engine.liveness import ProgressWatch, Vitals
 from engine.protocol import EngineOutput, EngineStats, GenerationRequest
 from engine.quantization.capability import adapt_to_hardware, require_supported
 from engine.stat_collector import StatCollector
 from engine.supervisor import supervise
+from engine.vllm_args import engine_arg_overrides
 from engine.vllm_convert import to_engine_output, to_sampling_params
 from engine.vllm_plugin import problem as plugin_problem
 
@@ -32,6 +35,9 @@ class EmbeddedEngine:
         self._stats = StatCollector(config.speculation.health_policy())
         self._start_lock = asyncio.Lock()
         self._supervisor: asyncio.Task[None] | None = None
+        self._down_since: float | None = None  # died (or restarting) since, monotonic
+        self._restart_failures = 0  # consecutive failed restarts (cleared by a good one)
+        self._progress = ProgressWatch()
         self.restarts = 0
 
     @property
@@ -59,17 +65,38 @@ class EmbeddedEngine:
             self._supervisor = asyncio.create_task(supervise(self))
 
     def is_dead(self) -> bool:
+        """Died, or a restart failed and left no engine (the supervisor tries again)."""
         llm = self._llm
-        return llm is not None and llm.errored
+        if llm is None:
+            return self._restart_failures > 0
+        return bool(llm.errored)
 
     async def restart(self) -> None:
         """Replace a dead engine with a fresh one (requests meanwhile get 503s)."""
         async with self._start_lock:
+            self._down_since = self._down_since or time.monotonic()
             dead, self._llm = self._llm, None
             if dead is not None:
                 await asyncio.to_thread(_shutdown_quietly, dead)
-            self._llm = await asyncio.to_thread(self._build)
+            try:
+                self._llm = await asyncio.to_thread(self._build)
+            except BaseException:
+                self._restart_failures += 1
+                raise
+            self._restart_failures, self._down_since = 0, None
             self.restarts += 1
+
+    def vitals(self, now: float) -> Vitals:
+        """Down (dead or restarting) for how long, and stalled for how long (liveness)."""
+        llm = self._llm
+        if (llm is not None and llm.errored) or (llm is None and self._down_since is not None):
+            self._down_since = self._down_since or now
+            return Vitals(down_s=now - self._down_since,
+                          restart_failed=self._restart_failures > 0)
+        if llm is None:  # first load: the startup probe bounds it
+            return Vitals()
+        busy = llm.output_processor.get_num_unfinished_requests() > 0  # type: ignore[no-untyped-call]
+        return Vitals(stalled_s=self._progress.observe(now, busy, self._stats.steps))
 
     def _build(self) -> AsyncLLM:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -86,7 +113,9 @@ class EmbeddedEngine:
         if config.speculation.skips_idle_drafts and (why := plugin_problem()) is not None:
             log.warning("%s: the drafter will still run at k=0 under load: %s",
                         config.model_name, why)
-        args = AsyncEngineArgs(**config.engine_args_kwargs())
+        kwargs = config.engine_args_kwargs()
+        kwargs.update(engine_arg_overrides(config.extra_args, set(kwargs)))
+        args = AsyncEngineArgs(**kwargs)
         return AsyncLLM.from_engine_args(args, stat_loggers=[self._stats.factory])
 
     async def stop(self) -> None:

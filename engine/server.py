@@ -4,8 +4,13 @@
 event per ``EngineOutput``: token ids, finish reasons, cached-token and speculation counts
 pass through untouched, so the gateway bills a remote replica exactly like an embedded
 engine. Closing the stream aborts the request in the engine; ``POST /v1/abort/{id}`` does
-too. The model loads in the background: ``/health`` answers at once (liveness), ``/ready``
-once the engine is loaded and not draining (readiness, and the gateway's health check).
+too. The model loads in the background. Three probes:
+
+- ``/startup`` answers 200 once loading is over (loaded, or failed: liveness then says so),
+  so a startup probe on it bounds the load;
+- ``/health`` (liveness) fails when loading failed, or the engine died and its in-process
+  restart failed or overran, or it holds requests but finishes no step (engine/liveness.py);
+- ``/ready`` once the engine is loaded and not draining (readiness, and the gateway's check).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,6 +31,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sse_starlette import EventSourceResponse
 
+from engine import liveness
 from engine.errors import EngineRequestError, EngineUnavailableError
 from engine.protocol import Engine, EngineOutput, GenerationRequest
 from engine.wire import encode, request_from_wire
@@ -37,11 +44,18 @@ class EngineServerState:
     engine: Engine
     draining: bool = False
     load_error: str | None = None
+    started: bool = False  # the engine finished loading at least once
+    policy: liveness.LivenessPolicy = field(default_factory=liveness.LivenessPolicy)
     requests_total: int = 0
     in_flight: set[str] = field(default_factory=set)
 
     async def is_ready(self) -> bool:
         return not self.draining and self.load_error is None and await self.engine.is_ready()
+
+    def liveness_problem(self) -> str | None:
+        if self.load_error is not None:
+            return self.load_error
+        return liveness.problem(self.engine, self.policy, time.monotonic())
 
     async def readiness(self) -> dict[str, Any]:
         return {
@@ -131,12 +145,14 @@ def create_engine_app(state: EngineServerState, *, manage_engine: bool = True) -
     async def load() -> None:
         try:
             await state.engine.start()
+            state.started = True
         except Exception as exc:
             state.load_error = f"{type(exc).__name__}: {exc}"
             log.exception("engine failed to load")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.started = state.started or not manage_engine
         loading = asyncio.create_task(load()) if manage_engine else None
         try:
             yield
@@ -179,10 +195,15 @@ def _routes(app: FastAPI, state: EngineServerState, registry: CollectorRegistry)
         await state.engine.abort(request_id)
         return {"aborted": known}
 
+    @app.get("/startup")
+    async def startup() -> JSONResponse:
+        over = state.started or state.load_error is not None
+        return JSONResponse({"started": over}, status_code=200 if over else 503)
+
     @app.get("/health")
     async def health() -> JSONResponse:
-        if state.load_error is not None:
-            return _error(503, "unavailable", state.load_error)
+        if (problem := state.liveness_problem()) is not None:
+            return _error(503, "unavailable", problem)
         return JSONResponse({"status": "ok"})
 
     @app.get("/ready")

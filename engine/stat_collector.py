@@ -32,6 +32,11 @@ class StatCollector:
         self._accepted_per_pos: list[int] = []
         self._queue_counts = [0] * (len(QUEUE_TIME_BUCKETS_S) + 1)
         self._queue_sum = 0.0
+        self._steps = 0  # record() calls: engine steps whose outputs arrived (liveness)
+
+    @property
+    def steps(self) -> int:
+        return self._steps
 
     def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
         """A ``StatLoggerFactory`` for ``AsyncLLM(stat_loggers=[...])``."""
@@ -59,6 +64,7 @@ class StatCollector:
 
     def record(self, scheduler_stats: Any, iteration_stats: Any) -> None:
         with self._lock:
+            self._steps += 1
             if iteration_stats is not None:
                 self._prompt_tokens += iteration_stats.num_prompt_tokens
                 self._generation_tokens += iteration_stats.num_generation_tokens

@@ -94,7 +94,7 @@ class Pipeline:
             raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
         if (upstream := self.upstreams.find(call.body.model)) is not None:
             return await self._relay(call, upstream)
-        served = self.models.get(call.body.model)
+        served = await self.models.serving(call.body.model)
         plan = await self.plan(call.body, ModelView(served.renderer, served.max_model_len,
                                                     served.tool_parser))
         dispatch = await self._dispatch(call, served, plan)

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.protocol import Engine
-from gateway.errors import ModelNotFoundError
+from gateway.errors import ModelNotFoundError, ServiceUnavailableError
 from gateway.serving.rendering import PromptRenderer
+
+NOT_READY_RETRY_AFTER_S = 10  # a model without a ready engine: loading, restarting, scaling
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,19 @@ class ModelRegistry:
                 f"The model '{name}' does not exist or you do not have access to it.",
                 param="model",
             )
+        return model
+
+    async def serving(self, name: str) -> ServedModel:
+        """``get``, refusing with a 503 (``Retry-After``) while the model has no ready engine.
+
+        Other models keep serving: only requests for this one are refused, before any ticket
+        is opened or ledger row written.
+        """
+        model = self.get(name)
+        if not await model.engine.is_ready():
+            raise ServiceUnavailableError(
+                f"The model '{name}' has no ready replica yet (loading or restarting); "
+                "retry later.", code="model_not_ready", retry_after=NOT_READY_RETRY_AFTER_S)
         return model
 
     def __iter__(self) -> Iterator[ServedModel]:
