@@ -54,3 +54,14 @@ async def test_grafana_dashboard_when_metered_gateway_scraped_then_every_queried
                for name in re.findall(r"\bllmgw_[a-z_]+", expr)}
     assert queried
     assert queried <= exported, queried - exported
+
+
+def test_engine_gauges_are_not_multiplied_by_the_number_of_gateway_pods() -> None:
+    """Every gateway pod reports the same engine-wide gauges (its replicas' merged stats):
+    summing them over pods multiplies the queue by the gateway count, so panels take max."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    engine_gauges = [expr for expr in _exprs(dashboard)
+                     if re.search(r"\bllmgw_engine_[a-z_]+\b(?!_bucket|_total)", expr)]
+    assert engine_gauges
+    for expr in engine_gauges:
+        assert not re.search(r"\bsum\b", expr), expr

@@ -1,4 +1,4 @@
-{{/* Names, labels and the merged per-model engine values. */}}
+{{/* Names, labels, the model list and the merged per-model engine values. */}}
 
 {{- define "llm-gateway.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
@@ -17,6 +17,19 @@
 {{- end -}}
 {{- end -}}
 
+{{/*
+A name of at most .max characters: the name itself when it fits, otherwise its head and the
+first 8 hex digits of its sha256, so two long names never truncate to the same object name.
+dict "name" NAME "max" N
+*/}}
+{{- define "llm-gateway.boundedName" -}}
+{{- if le (len .name) (int .max) -}}
+{{- .name -}}
+{{- else -}}
+{{- printf "%s-%s" (trunc (int (sub (int .max) 9)) .name | trimSuffix "-") (sha256sum .name | trunc 8) -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "llm-gateway.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "llm-gateway.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
@@ -29,17 +42,59 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* repository@digest when a digest is pinned, else repository:tag (tag "" = appVersion). */}}
 {{- define "llm-gateway.image" -}}
+{{- if .image.digest -}}
+{{- printf "%s@%s" .image.repository .image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "llm-gateway.secretName" -}}
 {{- default (printf "%s-secrets" (include "llm-gateway.fullname" .)) .Values.secrets.existingSecret -}}
 {{- end -}}
 
-{{/* Engine workload name for one model: dict "root" $ "model" NAME. */}}
+{{- define "llm-gateway.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "llm-gateway.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The served models, as YAML: `models`, plus the example model when exampleModel.enabled.
+*/}}
+{{- define "llm-gateway.models" -}}
+{{- $models := deepCopy (.Values.models | default dict) -}}
+{{- if .Values.exampleModel.enabled -}}
+{{- $_ := set $models .Values.exampleModel.name (omit .Values.exampleModel "enabled" "name") -}}
+{{- end -}}
+{{- if not $models -}}
+{{- fail "no model to serve: add one under `models` (docs/deploy-kubernetes.md) or set exampleModel.enabled=true" -}}
+{{- end -}}
+{{- toYaml $models -}}
+{{- end -}}
+
+{{/* The default model: defaultModel, or the only model. */}}
+{{- define "llm-gateway.defaultModel" -}}
+{{- $models := fromYaml (include "llm-gateway.models" .) -}}
+{{- if .Values.defaultModel -}}
+{{- if not (hasKey $models .Values.defaultModel) -}}
+{{- fail (printf "defaultModel %q is not one of models" .Values.defaultModel) -}}
+{{- end -}}
+{{- .Values.defaultModel -}}
+{{- else if eq (len $models) 1 -}}
+{{- keys $models | first -}}
+{{- else -}}
+{{- fail "defaultModel is required when several models are served" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Engine workload name for one model: dict "root" $ "model" NAME (52 characters at most). */}}
 {{- define "llm-gateway.engineName" -}}
-{{- printf "%s-engine-%s" (include "llm-gateway.fullname" .root) .model | trunc 52 | trimSuffix "-" -}}
+{{- include "llm-gateway.boundedName" (dict "name" (printf "%s-engine-%s" (include "llm-gateway.fullname" .root) .model) "max" 52) -}}
 {{- end -}}
 
 {{/* engineDefaults overridden key by key by the model's `engine` block, as YAML. */}}
@@ -57,6 +112,58 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s.%s.svc.cluster.local:%v" (include "llm-gateway.engineName" .) .root.Release.Namespace $engine.port -}}
 {{- end -}}
 
+{{/*
+Where a model's weights live under /models: a pinned Hugging Face download goes to
+hf/<model>/<revision> (a new revision never overwrites the one running pods read), a
+shipped GGUF to <model>. The settings' own `path` wins. dict "model" NAME "spec" SPEC
+*/}}
+{{- define "llm-gateway.modelDir" -}}
+{{- $dl := .spec.download | default dict -}}
+{{- $settings := .spec.settings | default dict -}}
+{{- if $settings.path -}}
+{{- $settings.path -}}
+{{- else if $dl.repo -}}
+{{- printf "/models/hf/%s/%s" .model $dl.revision -}}
+{{- else -}}
+{{- printf "/models/%s" .model -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "llm-gateway.draftDir" -}}
+{{- printf "/models/hf/%s/draft-%s" .model .spec.download.draft.revision -}}
+{{- end -}}
+
+{{/*
+A model's settings as the chart writes them into models.yaml: the values' settings plus the
+weights' path and, with a downloaded draft, speculation.draft_path. dict "model" NAME "spec" SPEC
+*/}}
+{{- define "llm-gateway.modelSettings" -}}
+{{- $settings := deepCopy (.spec.settings | default dict) -}}
+{{- $dl := .spec.download | default dict -}}
+{{- if and $dl.repo (not (regexMatch "^[0-9a-f]{40}$" ($dl.revision | default ""))) (not $dl.allowUnpinnedRevision) -}}
+{{- fail (printf "model %s: download.revision must be a 40-character commit hash (got %q); set download.allowUnpinnedRevision=true to accept a branch or tag" .model ($dl.revision | default "")) -}}
+{{- end -}}
+{{- if $dl.repo -}}
+{{- $_ := set $settings "path" (include "llm-gateway.modelDir" .) -}}
+{{- end -}}
+{{- if ($dl.draft | default dict).repo -}}
+{{- $spec := deepCopy ($settings.speculation | default dict) -}}
+{{- $_ := set $spec "draft_path" (include "llm-gateway.draftDir" .) -}}
+{{- $_ := set $settings "speculation" $spec -}}
+{{- end -}}
+{{- toYaml $settings -}}
+{{- end -}}
+
+{{/*
+The keys of a model's settings that only the gateway reads (gateway.settings.ModelSettings
+beyond engine.config.EngineOptions): they stay out of the engine's ConfigMap, so a
+gateway-only change (routing, tool parser, chat template) never restarts an engine.
+tests/helm/test_chart.py checks this list against the settings.
+*/}}
+{{- define "llm-gateway.gatewaySettingKeys" -}}
+enabled quantized replicas replicas_dns routing tool_parser chat_template
+{{- end -}}
+
 {{/* The settings environment shared by gateway and engine containers. */}}
 {{- define "llm-gateway.settingsEnv" -}}
 - name: LLMGW_CONFIG_DIR
@@ -65,6 +172,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   value: kubernetes
 - name: LLMGW_MODEL_CACHE
   value: /models
+- name: HOME
+  value: /tmp
+- name: HF_HOME
+  value: /tmp/huggingface
 {{- end -}}
 
 {{- define "llm-gateway.secretEnv" -}}
@@ -80,51 +191,162 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.redisUrl }}, optional: true}
 {{- end -}}
 
-{{/* Init container that fetches a model: dict "root" $ "model" NAME "spec" SPEC "tokenizerOnly" BOOL. */}}
+{{/* The chart-wide pod securityContext (restricted profile) merged with a workload's own. */}}
+{{- define "llm-gateway.podSecurityContext" -}}
+{{- toYaml (mergeOverwrite (deepCopy .root.Values.podSecurityContext) (.own | default dict)) -}}
+{{- end -}}
+
+{{- define "llm-gateway.containerSecurityContext" -}}
+{{- toYaml (mergeOverwrite (deepCopy .root.Values.containerSecurityContext) (.own | default dict)) -}}
+{{- end -}}
+
+{{/*
+Downloads of pinned Hugging Face snapshots: argv is tokenizer-only ("true"/"false") then
+(repo, revision, folder) triples. A lock beside each folder lets one replica download while
+the others wait; a marker makes later starts (a scale-out, a restart) skip it entirely.
+*/}}
+{{- define "llm-gateway.fetchScript" -}}
+import fcntl, sys
+from pathlib import Path
+from huggingface_hub import snapshot_download
+only = sys.argv[1] == "true"
+patterns = ["*.json", "*.jinja", "tokenizer*", "*.model", "*.txt"] if only else None
+rest = sys.argv[2:]
+for repo, revision, folder in zip(rest[0::3], rest[1::3], rest[2::3]):
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = target / (".llm-gateway-tokenizer" if only else ".llm-gateway-complete")
+    with open(f"{target}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            snapshot_download(repo_id=repo, revision=revision, local_dir=target, allow_patterns=patterns)
+            done.touch()
+    print(f"{repo}@{revision}: ready in {target}", flush=True)
+{{- end -}}
+
+{{/*
+Init container that puts a model where its settings point:
+dict "root" $ "model" NAME "spec" SPEC "tokenizerOnly" BOOL "image" IMAGE "pullPolicy" P
+A shipped GGUF is converted by `llm-gateway models prepare` (under a lock, same reasons).
+*/}}
 {{- define "llm-gateway.modelInit" -}}
 {{- $dl := .spec.download | default dict -}}
-- name: fetch-{{ .model | trunc 50 | trimSuffix "-" }}
+{{- $draft := $dl.draft | default dict -}}
+- name: {{ include "llm-gateway.boundedName" (dict "name" (printf "fetch-%s" .model) "max" 63) }}
   image: {{ .image }}
   imagePullPolicy: {{ .pullPolicy }}
   env:
     {{- include "llm-gateway.settingsEnv" .root | nindent 4 }}
     - name: HF_HUB_OFFLINE
       value: {{ ternary "0" "1" (not (empty $dl.repo)) | quote }}
-    {{- if $dl.repo }}
-    {{- if $dl.hfTokenSecret }}
+    {{- if and $dl.repo $dl.hfTokenSecret }}
     - name: HF_TOKEN
       valueFrom:
         secretKeyRef: {name: {{ $dl.hfTokenSecret }}, key: token}
     {{- end }}
-    {{- end }}
   {{- if $dl.repo }}
   command:
-    - python
+    - python3
     - -c
-    - |
-      import sys
-      from huggingface_hub import snapshot_download
-      patterns = ["*.json", "*.jinja", "tokenizer*", "*.model", "*.txt"] if sys.argv[4] == "true" else None
-      snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=sys.argv[3], allow_patterns=patterns)
-    - {{ $dl.repo | quote }}
-    - {{ $dl.revision | default "main" | quote }}
-    - {{ printf "/models/%s" .model | quote }}
+    - {{ include "llm-gateway.fetchScript" . | quote }}
     - {{ .tokenizerOnly | quote }}
+    - {{ $dl.repo | quote }}
+    - {{ $dl.revision | quote }}
+    - {{ include "llm-gateway.modelDir" . | quote }}
+    {{- if and $draft.repo (not .tokenizerOnly) }}
+    - {{ $draft.repo | quote }}
+    - {{ $draft.revision | quote }}
+    - {{ include "llm-gateway.draftDir" . | quote }}
+    {{- end }}
   {{- else }}
-  command: ["llm-gateway", "models", "prepare", "--model", {{ .model | quote }}]
+  command: ["flock", {{ printf "/models/.%s.lock" .model | quote }}, "llm-gateway", "models", "prepare", "--model", {{ .model | quote }}]
   {{- end }}
+  resources:
+    {{- toYaml .root.Values.fetchResources | nindent 4 }}
+  securityContext:
+    {{- include "llm-gateway.containerSecurityContext" (dict "root" .root "own" .securityContext) | nindent 4 }}
   volumeMounts:
     - {name: config, mountPath: /etc/llm-gateway, readOnly: true}
     - {name: models, mountPath: /models}
+    - {name: tmp, mountPath: /tmp}
+{{- end -}}
+
+{{/* The gateway's settings: every model, each pointing at its engines' headless Service. */}}
+{{- define "llm-gateway.gatewayConfigData" -}}
+{{- $root := . -}}
+{{- $models := fromYaml (include "llm-gateway.models" .) -}}
+gateway.yaml: |
+  {{- toYaml .Values.config.gateway | nindent 2 }}
+prices.yaml: |
+  prices:
+    {{- toYaml .Values.config.prices | nindent 4 }}
+models.yaml: |
+  default_model: {{ include "llm-gateway.defaultModel" . }}
+  models:
+  {{- range $name, $spec := $models }}
+    {{ $name }}:
+      {{- $settings := fromYaml (include "llm-gateway.modelSettings" (dict "model" $name "spec" $spec)) }}
+      {{- $_ := set $settings "replicas_dns" (include "llm-gateway.engineDns" (dict "root" $root "model" $name "spec" $spec)) }}
+      {{- toYaml $settings | nindent 6 }}
+  {{- end }}
+profile.yaml: |
+  # Written by the chart: everything lives in gateway.yaml and models.yaml.
+  {}
+{{- end -}}
+
+{{/* One engine's settings: its model alone, with the keys the engine reads. */}}
+{{- define "llm-gateway.engineConfigData" -}}
+{{- $settings := fromYaml (include "llm-gateway.modelSettings" .) -}}
+{{- $engine := omit $settings -}}
+{{- range splitList " " (include "llm-gateway.gatewaySettingKeys" .) -}}
+{{- $engine = omit $engine . -}}
+{{- end -}}
+models.yaml: |
+  default_model: {{ .model }}
+  models:
+    {{ .model }}:
+      {{- toYaml $engine | nindent 6 }}
+profile.yaml: |
+  # Written by the chart: this engine's model lives in models.yaml.
+  {}
 {{- end -}}
 
 {{- define "llm-gateway.configVolume" -}}
 - name: config
   configMap:
-    name: {{ include "llm-gateway.fullname" . }}-config
+    name: {{ .name }}
     items:
-      - {key: gateway.yaml, path: gateway.yaml}
-      - {key: models.yaml, path: models.yaml}
-      - {key: prices.yaml, path: prices.yaml}
+      {{- range .keys }}
+      - {key: {{ . }}, path: {{ . }}}
+      {{- end }}
       - {key: profile.yaml, path: profiles/kubernetes.yaml}
+{{- end -}}
+
+{{/*
+The engine container's command and args: the one place to change when the engine's image
+or server changes (dict "name" MODEL "e" ENGINE-VALUES). extraArgs are vLLM engine flags.
+*/}}
+{{- define "llm-gateway.engineCommand" -}}
+command: ["llm-gateway", "engine", "serve"]
+args:
+  - --model
+  - {{ .name | quote }}
+  - --profile
+  - kubernetes
+  - --host
+  - 0.0.0.0
+  - --port
+  - {{ .e.port | quote }}
+  - --drain-s
+  - {{ .e.drainSeconds | quote }}
+  - --restart-grace-s
+  - {{ .e.startupSeconds | quote }}
+  - --stall-s
+  - {{ .e.stuckSeconds | quote }}
+  {{- with .e.extraArgs }}
+  - --
+  {{- range . }}
+  - {{ . | quote }}
+  {{- end }}
+  {{- end }}
 {{- end -}}
