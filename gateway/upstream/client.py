@@ -1,14 +1,16 @@
 """One external OpenAI-compatible upstream: its settings and an HTTP client for it.
 
 The upstream sees the gateway's own key for it (from an environment variable), never the
-client's. Its failures map to the OpenAI envelope here: a refusal of the request (4xx) is
-relayed with its status and message; a refusal of our credentials, a 5xx, a timeout or an
-unreachable host is a 502 ``upstream_error``.
+client's. Its failures map to the OpenAI envelope here, in our words: a refusal of the request (4xx)
+keeps its status, the ``param`` it names and a known ``code``, never the upstream's message
+(it may name the upstream account or its limits; it is logged); a refusal of our
+credentials, a 5xx, a timeout or an unreachable host is a 502 ``upstream_error``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from gateway.errors import GatewayError, UpstreamError, UpstreamRejectedError
 from gateway.serving.formatting.responder import DONE
 from gateway.settings import UpstreamSettings
 from gateway.upstream.tokens import TiktokenCounter, encoding_name_for, offline_encoding
+
+log = logging.getLogger("llm_gateway.upstream")
 
 
 @dataclass(frozen=True)
@@ -51,20 +55,45 @@ class UpstreamModel:
                    settings.context_window, key, settings.timeout_s, settings.connect_timeout_s)
 
 
-def _rejection(response: httpx.Response) -> GatewayError:
+# The upstream's error codes a client may see; any other (or none) becomes ours.
+PUBLIC_CODES = frozenset({"context_length_exceeded", "invalid_value", "invalid_type",
+                          "missing_required_parameter", "unsupported_parameter",
+                          "unsupported_value", "rate_limit_exceeded", "model_not_found"})
+
+
+def _fields(response: httpx.Response) -> tuple[str | None, str | None]:
+    """The upstream error's ``param`` and ``code`` (never its message: it may name the
+    upstream account, its organisation or its limits)."""
     try:
         error = response.json()["error"]
-        message, kind = str(error["message"]), error.get("type")
         param, code = error.get("param"), error.get("code")
-    except (ValueError, KeyError, TypeError):
-        message, kind, param, code = response.text[:500] or response.reason_phrase, None, None, None
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, None
+    return (param if isinstance(param, str) else None,
+            code if isinstance(code, str) and code in PUBLIC_CODES else None)
+
+
+def _rejection(response: httpx.Response) -> GatewayError:
     status = response.status_code
+    log.warning("upstream %s answered %d: %s", response.request.url.host, status,
+                response.text[:500])
     if status in (401, 403) or status >= 500:
-        return UpstreamError(f"the upstream answered {status}: {message}", retry_after=5)
+        return UpstreamError(f"the upstream API failed ({status})", retry_after=5)
+    param, code = _fields(response)
     retry = response.headers.get("retry-after")
+    if status == 429:
+        message = "the upstream API is rate limiting this model; retry later"
+    else:
+        message = f"the upstream API refused the request ({status})" + (
+            f": check '{param}'" if param else "")
     return UpstreamRejectedError(
-        status, message, error_type=kind, param=param, code=code,
-        retry_after=float(retry) if retry and retry.isdigit() else None)
+        status, message, error_type="rate_limit_error" if status == 429 else None,
+        param=param, code=code, retry_after=float(retry) if retry and retry.isdigit() else None)
+
+
+def _failed(what: str, exc: BaseException) -> UpstreamError:
+    log.warning("upstream %s: %r", what, exc)
+    return UpstreamError(f"the upstream API {what}", retry_after=5)
 
 
 class UpstreamClient:
@@ -82,7 +111,7 @@ class UpstreamClient:
         try:
             response = await self._http.post(path, json=body)
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"the upstream failed: {exc!r}", retry_after=5) from exc
+            raise _failed("could not be reached", exc) from exc
         if response.status_code >= 400:
             raise _rejection(response)
         try:
@@ -100,7 +129,7 @@ class UpstreamClient:
         try:
             response = await self._http.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise UpstreamError(f"the upstream failed: {exc!r}", retry_after=5) from exc
+            raise _failed("could not be reached", exc) from exc
         if response.status_code >= 400:
             try:
                 await response.aread()
@@ -118,10 +147,10 @@ async def chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
                 return
             payload = json.loads(event.data)
             if isinstance(payload, dict) and "error" in payload:
-                raise UpstreamError(f"the upstream failed mid-stream: {payload['error']}")
+                raise _failed("failed mid-stream", ValueError(payload["error"]))
             if isinstance(payload, dict):
                 yield payload
     except httpx.HTTPError as exc:
-        raise UpstreamError(f"the upstream stream broke: {exc!r}") from exc
+        raise _failed("stream broke", exc) from exc
     except ValueError as exc:
         raise UpstreamError("the upstream sent an event that is not JSON") from exc

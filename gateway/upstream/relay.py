@@ -27,6 +27,15 @@ from gateway.serving.plan import GenerationPlan
 from gateway.upstream.client import UpstreamClient, UpstreamModel, chunks
 from gateway.upstream.received import Received
 
+# What goes upstream: the fields that shape the answer. Not ``service_tier`` (a dearer tier
+# on our account), ``store`` / ``metadata`` (the upstream keeping our clients' data) or
+# ``user`` (our tenants' end users), nor vLLM's own extensions.
+FORWARDED = frozenset({
+    "messages", "prompt", "max_tokens", "max_completion_tokens", "temperature", "top_p", "n",
+    "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
+    "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "functions",
+    "function_call", "response_format", "modalities", "suffix", "echo", "best_of"})
+
 
 class UpstreamRelay:
     def __init__(self, client: UpstreamClient, model: UpstreamModel, plan: GenerationPlan,
@@ -34,7 +43,8 @@ class UpstreamRelay:
         self._client = client
         self._model = model
         self._plan = plan
-        self._body = body.model_dump(mode="json", exclude_unset=True, by_alias=True)
+        self._body = {k: v for k, v in body.model_dump(mode="json", exclude_unset=True,
+                                                       by_alias=True).items() if k in FORWARDED}
         self._ticket = ticket
         self._received = Received(plan.kind, plan.choices)
         self._response: httpx.Response | None = None

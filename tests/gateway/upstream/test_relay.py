@@ -142,17 +142,19 @@ async def test_completion_when_upstream_sends_no_usage_then_estimate_from_text(
             O200K.count("Once upon a time"), 2 * O200K.count("".join(words(5))), True)
 
 
-async def test_request_when_upstream_refuses_it_then_its_status_and_message_and_no_charge(
+async def test_request_when_upstream_refuses_it_then_its_status_in_our_words_and_no_charge(
     database_url: str,
 ) -> None:
+    """The upstream's message may name its account or limits: the client sees ours, with the
+    status and the field the upstream named (an unknown code is dropped)."""
     async with relayed(database_url, Behaviour(fail_status=400)) as (client, state, key):
         for stream in (False, True):
             response = await client.post("/v1/chat/completions",
                                          json={**CHAT, "stream": stream}, headers=bearer(key))
             assert response.status_code == 400
-            assert response.json()["error"] == {"message": "upstream says no (400)",
-                                                 "type": "invalid_request_error",
-                                                 "param": "messages", "code": "nope"}
+            assert response.json()["error"] == {
+                "message": "the upstream API refused the request (400): check 'messages'",
+                "type": "invalid_request_error", "param": "messages", "code": None}
             row = await settled_row(state, response.headers["x-request-id"])
             assert (row.status, row.completion_tokens, row.cost_pico) == ("error", 0, 0)
 
@@ -253,3 +255,17 @@ async def test_chat_when_tools_and_response_format_sent_then_relayed_to_the_upst
         sent = behaviour.seen[0]["body"]
         assert sent["tools"] == tools and sent["tool_choice"] == "auto"
         assert sent["response_format"] == schema  # "schema", not the model's field name
+
+
+async def test_chat_when_body_has_account_or_privacy_fields_then_they_stay_here(
+    database_url: str,
+) -> None:
+    behaviour = Behaviour()
+    body = {**CHAT, "service_tier": "auto", "store": False, "user": "end-user-42",
+            "top_k": 5, "temperature": 0.5}
+    async with relayed(database_url, behaviour) as (client, _state, key):
+        response = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        sent = behaviour.seen[0]["body"]
+        assert not {"service_tier", "store", "user", "top_k", "metadata"} & set(sent)
+        assert sent["temperature"] == 0.5 and sent["messages"] == CHAT["messages"]
