@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.model_store import is_prepared, prepare_from_gguf
+from engine.model_store import ModelSource, is_prepared
 from gateway.settings import load_settings
 
 app = typer.Typer(help="Prepare and list the models in configs/models.yaml.")
@@ -32,13 +32,13 @@ def prepare(
     model: str = typer.Option(None, help="Model name (default: every model with a source)."),
     profile: str = typer.Option(None, help="Settings profile."),
 ) -> None:
-    """Convert shipped GGUF weights into cached Hugging Face folders (no hub access)."""
+    """Shipped weights into cached Hugging Face folders: GGUF converted, folders copied."""
     settings = load_settings(profile=profile)
     names = [model] if model else list(settings.models)
     for name in names:
         if name not in settings.models:
             raise typer.BadParameter(f"unknown model {name!r}", param_hint="--model")
-        source = settings.gguf_source(name)
+        source = settings.model_source(name)
         target: Path = settings.model_path(name)
         if source is None:
             console.print(f"{name}: no source to prepare from; expecting files at {target}")
@@ -46,10 +46,7 @@ def prepare(
         _prepare_one(name, source, target)
 
 
-def _prepare_one(name: str, source: object, target: Path) -> None:
-    from engine.model_store import WheelGgufSource
-
-    assert isinstance(source, WheelGgufSource)
+def _prepare_one(name: str, source: ModelSource, target: Path) -> None:
     if is_prepared(target):
         console.print(f"{name}: ready at {target}")
         return
@@ -60,5 +57,5 @@ def _prepare_one(name: str, source: object, target: Path) -> None:
         def report(step: str, done: int, total: int) -> None:
             progress.update(task, description=f"{name}: {step}", completed=done, total=total)
 
-        prepare_from_gguf(source, target, report)
+        source.prepare_into(target, report)
     console.print(f"{name}: ready at {target}")

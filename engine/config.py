@@ -22,6 +22,7 @@ from engine.field_rules import check_fields
 from engine.speculation_health import HealthPolicy
 
 Dtype = Literal["float32", "bfloat16", "float16", "auto"]
+Task = Literal["generate", "embed"]
 SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle", "eagle3"]
 DraftUnderLoad = Literal["skip", "fill"]
 DRAFT_METHODS = ("draft_model", "eagle", "eagle3")  # speculation from a model in draft_path
@@ -115,6 +116,7 @@ class CpuConfig:
 class EngineOptions:
     """What a model's settings choose about its engine: these names are its YAML keys."""
 
+    task: Task = "generate"  # "embed": a pooling model (vLLM's pooling runner, /v1/embeddings)
     dtype: Dtype = "float32"
     max_model_len: Annotated[int, Ge(16)] = 2048  # context length
     max_num_seqs: Annotated[int, Ge(1)] = 64  # continuous-batching width
@@ -170,7 +172,9 @@ class EngineConfig(EngineOptions):
             "additional_config": self.speculation.vllm_additional_config(),
             "seed": self.seed,
             "disable_log_stats": False,
-            "enable_prefix_caching": True,
+            "runner": "pooling" if self.task == "embed" else "generate",
+            # a pooling model has no generated tokens to cache; vLLM picks what it supports
+            "enable_prefix_caching": True if self.task == "generate" else None,
             "per_request_spec_decode_metrics": (
                 "none" if self.speculation.method == "none" else "summary"
             ),

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 from engine.config import EngineConfig
 from engine.errors import EngineRequestError, EngineUnavailableError, ModelNotPreparedError
 from engine.liveness import ProgressWatch, Vitals
-from engine.protocol import EngineOutput, EngineStats, GenerationRequest
+from engine.pooling import pool
+from engine.protocol import (
+    EmbeddingOutput,
+    EmbeddingRequest,
+    EngineOutput,
+    EngineStats,
+    GenerationRequest,
+)
 from engine.quantization.capability import adapt_to_hardware, require_supported
 from engine.stat_collector import StatCollector
 from engine.supervisor import supervise
@@ -145,6 +152,15 @@ class EmbeddedEngine:
             raise EngineUnavailableError(f"engine for {self.model_name} died: {exc}") from exc
         except (VLLMClientError, ValueError) as exc:
             raise EngineRequestError(str(exc), getattr(exc, "parameter", None)) from exc
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
+        llm = self._require()
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            return await pool(llm, request)
+        except EngineDeadError as exc:
+            raise EngineUnavailableError(f"engine for {self.model_name} died: {exc}") from exc
 
     async def abort(self, request_id: str) -> None:
         if self._llm is not None:

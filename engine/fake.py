@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.errors import EngineUnavailableError
+from engine.errors import EngineRequestError, EngineUnavailableError
 from engine.protocol import (
     ChoiceDelta,
+    EmbeddingOutput,
+    EmbeddingRequest,
     EngineOutput,
     EngineStats,
     GenerationRequest,
@@ -41,6 +43,9 @@ class CharRenderer:
     def encode(self, text: str) -> list[int]:
         return [ord(c) for c in text]
 
+    def encode_input(self, text: str) -> list[int]:
+        return self.encode(text)
+
 
 @dataclass
 class FakeEngine:
@@ -50,6 +55,7 @@ class FakeEngine:
     max_model_len: int = 2048
     ready: bool = True
     fail_after_tokens: int | None = None
+    embedding_size: int = 0  # > 0: an embedding model whose vectors have this many values
     aborted: list[str] = field(default_factory=list)
     _running: set[str] = field(default_factory=set)
     _prompt_total: int = 0
@@ -117,3 +123,17 @@ class FakeEngine:
                 yield EngineOutput(rid, len(request.prompt_token_ids), 0, deltas, last)
         finally:
             self._running.discard(rid)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
+        """A unit vector that depends on the tokens only (same input, same vector)."""
+        if self.embedding_size <= 0:
+            raise EngineRequestError("this model does not pool embeddings")
+        if not self.ready:
+            raise EngineUnavailableError("fake engine is not ready")
+        await asyncio.sleep(self.token_delay_s)
+        size = request.dimensions or self.embedding_size
+        raw = [float((sum(request.prompt_token_ids) * (i + 1)) % 97 + 1) for i in range(size)]
+        norm = sum(v * v for v in raw) ** 0.5
+        self._prompt_total += len(request.prompt_token_ids)
+        return EmbeddingOutput(request.request_id, len(request.prompt_token_ids),
+                               tuple(v / norm for v in raw))

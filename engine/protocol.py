@@ -119,6 +119,33 @@ class GenerationRequest:
 
 
 @dataclass(frozen=True)
+class EmbeddingRequest:
+    """One input of an embedding model (its pooling runner), as token ids."""
+
+    request_id: str
+    prompt_token_ids: tuple[int, ...]
+    dimensions: int | None = None  # a Matryoshka model's shorter output; None: its full size
+    priority: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.request_id or not self.prompt_token_ids:
+            raise ValueError("an embedding request needs an id and tokens")
+        if self.dimensions is not None and self.dimensions < 1:
+            raise ValueError("dimensions must be at least 1")
+
+
+@dataclass(frozen=True)
+class EmbeddingOutput:
+    request_id: str
+    prompt_tokens: int  # what the engine processed: the tokens billed
+    embedding: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.prompt_tokens < 1 or not self.embedding:
+            raise ValueError("an embedding has tokens and values")
+
+
+@dataclass(frozen=True)
 class TopLogprob:
     token: str
     logprob: float
@@ -200,6 +227,11 @@ class Engine(Protocol):
     async def stop(self) -> None: ...
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]: ...
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
+        """Pool one input (an embedding model); a generating model raises
+        ``EngineRequestError``."""
+        ...
 
     async def abort(self, request_id: str) -> None: ...
 

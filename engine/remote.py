@@ -16,8 +16,14 @@ from typing import Any
 import httpx
 
 from engine.errors import EngineRequestError, EngineUnavailableError
-from engine.protocol import EngineOutput, EngineStats, GenerationRequest
-from engine.wire import encode, output_from_wire, stats_from_wire
+from engine.protocol import (
+    EmbeddingOutput,
+    EmbeddingRequest,
+    EngineOutput,
+    EngineStats,
+    GenerationRequest,
+)
+from engine.wire import embedding_from_wire, encode, output_from_wire, stats_from_wire
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -84,6 +90,19 @@ class RemoteEngine:
         with contextlib.suppress(httpx.HTTPError):  # a dead replica took its requests along
             await self._client.post(f"{self.base_url}/v1/abort/{request_id}",
                                     timeout=PROBE_TIMEOUT_S)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
+        self.outstanding += 1
+        try:
+            response = await self._client.post(f"{self.base_url}/v1/embed", json=encode(request))
+        except httpx.HTTPError as exc:
+            self._ready = False
+            raise EngineUnavailableError(f"replica {self.base_url}: {exc!r}") from exc
+        finally:
+            self.outstanding -= 1
+        if response.status_code != 200:
+            raise _status_error(response)
+        return embedding_from_wire(response.json())
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineOutput, None]:
         self.outstanding += 1

@@ -22,7 +22,14 @@ import httpx
 
 from engine.discovery import ReplicaSource
 from engine.errors import EngineUnavailableError
-from engine.protocol import EngineOutput, EngineStats, GenerationRequest
+from engine.protocol import (
+    EmbeddingOutput,
+    EmbeddingRequest,
+    EngineOutput,
+    EngineStats,
+    GenerationRequest,
+    SamplingSpec,
+)
 from engine.remote import RemoteEngine, default_client
 from engine.wire import merge_stats
 
@@ -233,6 +240,25 @@ class ReplicaRouter:
                 log.info("retrying %s elsewhere: %s", request.request_id, exc)
             finally:
                 self._serving.pop(request.request_id, None)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
+        """The least loaded replica; one that fails is ejected and another one tried."""
+        tried: set[str] = set()
+        probe = GenerationRequest(request.request_id, request.prompt_token_ids,
+                                  SamplingSpec(max_tokens=1))  # routed like its prompt
+        for attempt in range(1, self._policy.max_attempts + 1):
+            replica = await self._pick(probe, tried)
+            tried.add(replica.url)
+            self._serving[request.request_id] = replica
+            try:
+                return await replica.engine.embed(request)
+            except EngineUnavailableError as exc:
+                self._eject(replica, str(exc))
+                if attempt == self._policy.max_attempts:
+                    raise
+            finally:
+                self._serving.pop(request.request_id, None)
+        raise AssertionError("unreachable: the last attempt raises")
 
     async def abort(self, request_id: str) -> None:
         replica = self._serving.get(request_id)

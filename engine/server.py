@@ -34,7 +34,7 @@ from sse_starlette import EventSourceResponse
 from engine import liveness
 from engine.errors import EngineRequestError, EngineUnavailableError
 from engine.protocol import Engine, EngineOutput, GenerationRequest
-from engine.wire import encode, request_from_wire
+from engine.wire import embedding_request_from_wire, encode, request_from_wire
 
 log = logging.getLogger("llm_gateway.engine.server")
 
@@ -188,6 +188,23 @@ def _routes(app: FastAPI, state: EngineServerState, registry: CollectorRegistry)
             state.in_flight.discard(request.request_id)
             return _error_for(exc)
         return EventSourceResponse(_stream(state, request, stream, first), sep="\n", ping=15)
+
+    @app.post("/v1/embed", response_model=None)
+    async def embed(body: dict[str, Any] = Body(...)) -> Response:
+        if not await state.is_ready():
+            return _error(503, "unavailable", "the engine is loading or draining")
+        try:
+            request = embedding_request_from_wire(body)
+        except (ValueError, KeyError, TypeError) as exc:
+            return _error(400, "request", f"bad embedding request: {exc}")
+        state.in_flight.add(request.request_id)
+        state.requests_total += 1
+        try:
+            return JSONResponse(encode(await state.engine.embed(request)))
+        except Exception as exc:
+            return _error_for(exc)
+        finally:
+            state.in_flight.discard(request.request_id)
 
     @app.post("/v1/abort/{request_id}")
     async def abort(request_id: str) -> dict[str, bool]:

@@ -12,6 +12,8 @@ from typing import Any
 
 from engine.protocol import (
     ChoiceDelta,
+    EmbeddingOutput,
+    EmbeddingRequest,
     EngineOutput,
     EngineStats,
     GenerationRequest,
@@ -84,6 +86,19 @@ def output_from_wire(data: dict[str, Any]) -> EngineOutput:
         finished=bool(data["finished"]),
         speculation=SpeculationCounts(**spec) if spec else None,
     )
+
+
+def embedding_request_from_wire(data: dict[str, Any]) -> EmbeddingRequest:
+    dimensions = data.get("dimensions")
+    return EmbeddingRequest(str(data["request_id"]),
+                            tuple(int(t) for t in data["prompt_token_ids"]),
+                            None if dimensions is None else int(dimensions),
+                            int(data.get("priority", 0)))
+
+
+def embedding_from_wire(data: dict[str, Any]) -> EmbeddingOutput:
+    return EmbeddingOutput(str(data["request_id"]), int(data["prompt_tokens"]),
+                           tuple(float(v) for v in data["embedding"]))
 
 
 def stats_from_wire(data: dict[str, Any]) -> EngineStats:

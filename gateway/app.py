@@ -13,6 +13,7 @@ from gateway.http import (
     admin_routes,
     batches_routes,
     dashboard_routes,
+    embeddings_routes,
     files_routes,
     health_routes,
     key_routes,
@@ -61,6 +62,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     install_error_handlers(app, on_error=state.observability.on_error)
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(embeddings_routes.router)
     app.include_router(files_routes.router)
     app.include_router(batches_routes.router)
     app.include_router(admin_routes.router)

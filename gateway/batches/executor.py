@@ -25,6 +25,7 @@ from gateway.errors import (
     error_envelope,
 )
 from gateway.openai.bodies import ChatCompletionRequest, CompletionRequest
+from gateway.openai.embedding_bodies import EmbeddingsRequest
 from gateway.serving.accounting import Outcome, Principal, Settled, Ticket
 from gateway.serving.pipeline import Call, Pipeline
 from gateway.serving.tally import Usage
@@ -32,6 +33,7 @@ from gateway.serving.tally import Usage
 ENDPOINTS: dict[str, type[BaseModel]] = {
     "/v1/chat/completions": ChatCompletionRequest,
     "/v1/completions": CompletionRequest,
+    "/v1/embeddings": EmbeddingsRequest,
 }
 # Whether any of these earlier attempts' request ids was billed (the ledger's any_billed).
 BilledBefore = Callable[[list[str]], Awaitable[bool]]
@@ -61,7 +63,8 @@ async def _billed_before(billed: BilledBefore | None, line: ClaimedLine) -> bool
 
 async def _execute(pipeline: Pipeline, billed: BilledBefore | None, principal: Principal,
                    line: ClaimedLine, endpoint: str) -> dict[str, Any]:
-    body = ENDPOINTS[endpoint].model_validate({**line.body, "stream": False})
+    fields = line.body if endpoint == "/v1/embeddings" else {**line.body, "stream": False}
+    body = ENDPOINTS[endpoint].model_validate(fields)
     paid = await _billed_before(billed, line)
     call = Call(body, principal, line.request_id, batch_id=line.batch_id,  # type: ignore[arg-type]
                 settle_policy=lambda ticket: _AnsweredOnce(ticket, paid))

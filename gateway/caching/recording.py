@@ -12,7 +12,15 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from engine.protocol import Engine, EngineOutput, EngineStats, GenerationRequest
+from engine.errors import EngineRequestError
+from engine.protocol import (
+    EmbeddingOutput,
+    EmbeddingRequest,
+    Engine,
+    EngineOutput,
+    EngineStats,
+    GenerationRequest,
+)
 from engine.wire import encode, output_from_wire
 
 
@@ -80,6 +88,9 @@ class ReplayEngine:
             if self._aborted:
                 return
             yield _as_hit(output, request.request_id)
+
+    async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
+        raise EngineRequestError("a cache replay pools nothing")
 
     async def abort(self, request_id: str) -> None:
         del request_id

@@ -9,14 +9,13 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
-from gateway.errors import error_envelope
+from gateway.http.answer import answer
 from gateway.http.state import GatewayState, gateway_state, principal_of
 from gateway.openai.bodies import ChatCompletionRequest, CompletionRequest
 from gateway.serving.accounting import Principal
 from gateway.serving.pipeline import Body, Call
 
 router = APIRouter(prefix="/v1")
-PING_S = 15  # SSE comment pings keep idle streams open through proxies
 
 
 @router.get("/models")
@@ -59,12 +58,4 @@ async def serve(state: GatewayState, body: Body, principal: Principal,
     call = Call(body, principal, request.state.request_id,
                 cache_control=request.headers.get("cache-control"))
     exchange = await state.pipeline.serve(call)
-    if exchange.stream:
-        return EventSourceResponse(exchange.events(), sep="\n", ping=PING_S,
-                                   headers=exchange.headers)
-    done = await exchange.complete(request.is_disconnected,
-                                   state.settings.limits.request_timeout_s)
-    if done is None:  # nobody reads this: the client closed the request (nginx's 499)
-        return JSONResponse(error_envelope("client closed the request",
-                                           "invalid_request_error"), status_code=499)
-    return JSONResponse(done.body, headers={**exchange.headers, **done.cost_headers})
+    return await answer(exchange, request, state.settings.limits)

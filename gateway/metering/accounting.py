@@ -24,7 +24,7 @@ from gateway.metering.ledger import Ledger, Reservation, Settlement, utcnow
 from gateway.metering.metrics import MeteringMetrics
 from gateway.metering.pricing import Price, PriceBook, to_pico
 from gateway.serving.accounting import Outcome, Principal, Settled, Ticket
-from gateway.serving.plan import GenerationPlan
+from gateway.serving.plan import Reservable
 
 log = logging.getLogger("llm_gateway.metering")
 SETTLE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)  # then give up: startup recovery closes the row
@@ -78,12 +78,12 @@ class MeteredAccounting:
         self.instance_id = instance_id
         self._clock = clock
 
-    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
+    async def open(self, principal: Principal, plan: Reservable, request_id: str,
                    batch_id: str | None = None) -> Ticket:
         price = self.prices.price(principal.tenant, plan.model)
         if batch_id is not None:
             price = price.for_batch()
-        worst = price.worst_case(plan.prompt_tokens, plan.sampling.max_tokens * plan.choices)
+        worst = price.worst_case(plan.prompt_tokens, plan.completion_budget)
         hold = await self._hold(principal, Charge(plan.worst_case_tokens, to_nano_ceil(worst)))
         entry = Reservation(
             request_id=request_id, key_id=principal.key_id, tenant=principal.tenant,

@@ -8,7 +8,8 @@ still in flight are delivered with its final output, which ``RequestRun`` drains
   (a request aborted or failed before its first token is billed nothing);
 - every completion token the engine produced is billed, delivered to the client or not;
 - with ``n > 1`` the prompt is billed once (vLLM counts it once per choice);
-- cached prompt tokens are billed at the cached price.
+- cached prompt tokens are billed at the cached price;
+- an embedding generates nothing: the prompt tokens of the inputs it pooled are billed.
 """
 
 from __future__ import annotations
@@ -21,4 +22,4 @@ NOTHING = Usage(0, 0, 0)
 
 def billable_usage(outcome: Outcome) -> Usage:
     usage = outcome.usage
-    return usage if usage.completion_tokens > 0 else NOTHING
+    return usage if usage.completion_tokens > 0 or outcome.prompt_only else NOTHING

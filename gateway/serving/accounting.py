@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Literal, Protocol
 
 from engine.protocol import SpeculationCounts
-from gateway.serving.plan import GenerationPlan
+from gateway.serving.plan import Reservable
 from gateway.serving.tally import Usage
 
 Status = Literal["ok", "length", "aborted", "error"]
@@ -42,6 +42,7 @@ class Outcome:
     latency_s: float = 0.0
     estimated: bool = False  # tokens counted with tiktoken, not reported (upstream models)
     response_cached: bool = False  # replayed from the response cache: no engine ran
+    prompt_only: bool = False  # an embedding: the prompt is all there is to bill
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class Ticket(Protocol):
 
 
 class Accounting(Protocol):
-    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
+    async def open(self, principal: Principal, plan: Reservable, request_id: str,
                    batch_id: str | None = None) -> Ticket:
         """``batch_id``: a line of that batch (batch prices, recorded on the ledger row)."""
         ...
@@ -80,7 +81,7 @@ class _UnmeteredTicket:
 class Unmetered:
     """No ledger, no limits: for the gateway's own unit tests and metering-off setups."""
 
-    async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
+    async def open(self, principal: Principal, plan: Reservable, request_id: str,
                    batch_id: str | None = None) -> Ticket:
         del principal, plan, request_id, batch_id
         return _UnmeteredTicket()

@@ -16,7 +16,10 @@ from typing import Any, Protocol
 from gateway.errors import ServiceUnavailableError
 from gateway.metering.pricing import usd_text
 from gateway.serving.accounting import Settled
+from gateway.serving.embedding_run import EmbeddingRun
+from gateway.serving.formatting.embeddings import embeddings_body
 from gateway.serving.formatting.responder import Responder
+from gateway.serving.planning.embeddings import Encoding
 from gateway.serving.run import RequestRun
 from gateway.streaming.sse import run_events
 
@@ -55,9 +58,10 @@ class EngineExchange:
     responder: Responder
     stream: bool
     headers: dict[str, str] = field(default_factory=dict)
+    deadline_s: float = 1800.0  # no stream lasts longer (limits.stream_deadline_s)
 
     def events(self) -> AsyncIterator[dict[str, str]]:
-        return run_events(self.run, self.responder)
+        return run_events(self.run, self.responder, self.deadline_s)
 
     async def complete(self, disconnected: Disconnected | None = None,
                        timeout_s: float | None = None) -> Completed | None:
@@ -84,3 +88,25 @@ class EngineExchange:
         async for _ in self.run.outputs():
             pass
         return await self.run.settle()
+
+
+@dataclass
+class EmbeddingExchange:
+    """An embeddings request: always answered whole."""
+
+    run: EmbeddingRun
+    model: str
+    encoding: Encoding
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: bool = False
+
+    def events(self) -> AsyncIterator[dict[str, str]]:
+        raise AssertionError("an embeddings answer is never streamed")
+
+    async def complete(self, disconnected: Disconnected | None = None,
+                       timeout_s: float | None = None) -> Completed | None:
+        result = await self.run.run(disconnected, timeout_s)
+        if result is None:
+            return None
+        outputs, settled = result
+        return Completed(embeddings_body(self.model, outputs, self.encoding, settled), settled)

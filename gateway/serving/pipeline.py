@@ -28,23 +28,28 @@ from gateway.caching.recording import Recorder, ReplayEngine
 from gateway.errors import InvalidRequestError, ServiceUnavailableError
 from gateway.observability.observer import RunObserver
 from gateway.openai.bodies import ChatCompletionRequest, CompletionRequest
+from gateway.openai.embedding_bodies import EmbeddingsRequest
 from gateway.openai.shapes import ChatShape, CompletionShape, Envelope
 from gateway.serving.accounting import Accounting, Principal, Ticket
-from gateway.serving.exchange import EngineExchange, Exchange
+from gateway.serving.embedding_run import EmbeddingRun
+from gateway.serving.exchange import EmbeddingExchange, EngineExchange, Exchange
 from gateway.serving.formatting.chat import ChatResponder
 from gateway.serving.formatting.completion import CompletionResponder
 from gateway.serving.formatting.responder import Responder
-from gateway.serving.plan import GenerationPlan
+from gateway.serving.plan import GenerationPlan, Reservable
 from gateway.serving.planning.chat import ModelView, plan_chat
 from gateway.serving.planning.completion import plan_completion
+from gateway.serving.planning.embeddings import plan_embeddings
 from gateway.serving.registry import ModelRegistry, ServedModel
 from gateway.serving.run import RequestRun
 from gateway.settings import LimitSettings
 from gateway.upstream.registry import Upstream, UpstreamRegistry
 from gateway.upstream.relay import UpstreamRelay
 
-Body = ChatCompletionRequest | CompletionRequest
+Body = ChatCompletionRequest | CompletionRequest | EmbeddingsRequest
 Observe = Callable[[str, str, str], RunObserver]  # (request id, model, tenant) -> observer
+# Another API's formatter over the same pipeline (the Responses API): (plan, model) -> it.
+ResponderFactory = Callable[[GenerationPlan, ServedModel], Responder]
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Call:
     cache_control: str | None = None  # the client's Cache-Control header
     batch_id: str | None = None  # a Batch API line (batch prices, recorded on the row)
     settle_policy: Callable[[Ticket], Ticket] | None = None  # wraps the ticket (batch lines)
+    responder: ResponderFactory | None = None  # default: chat or text completion shapes
+    own_models_only: bool = False  # refuse upstream relays (an API they do not speak)
 
     def __post_init__(self) -> None:
         if not self.request_id:
@@ -84,7 +91,8 @@ class Pipeline:
         self._limits = limits
         self._draining = draining
 
-    async def plan(self, body: Body, model: ModelView) -> GenerationPlan:
+    async def plan(self, body: ChatCompletionRequest | CompletionRequest,
+                   model: ModelView) -> GenerationPlan:
         if isinstance(body, ChatCompletionRequest):
             return await plan_chat(body, model, self._limits)
         return await plan_completion(body, model, self._limits)
@@ -93,8 +101,17 @@ class Pipeline:
         if self._draining():
             raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
         if (upstream := self.upstreams.find(call.body.model)) is not None:
+            if call.own_models_only:
+                raise InvalidRequestError(f"model '{call.body.model}' is relayed to an upstream "
+                                          "API and is not served on this endpoint",
+                                          param="model")
             return await self._relay(call, upstream)
         served = await self.models.serving(call.body.model)
+        if isinstance(call.body, EmbeddingsRequest):
+            return await self._embed(call, call.body, served)
+        if served.task != "generate":
+            raise InvalidRequestError(f"model '{served.name}' pools embeddings and generates "
+                                      "no text: use /v1/embeddings", param="model")
         plan = await self.plan(call.body, ModelView(served.renderer, served.max_model_len,
                                                     served.tool_parser))
         dispatch = await self._dispatch(call, served, plan)
@@ -104,10 +121,25 @@ class Pipeline:
                          self._observe(call.request_id, served.name, call.principal.tenant),
                          dispatch.recorder, prompts=prompts, keep_logprobs=not plan.stream)
         await _prime(run, plan)
-        return EngineExchange(run, _responder(plan, served, call.request_id), plan.stream,
-                              dispatch.headers)
+        responder = (call.responder(plan, served) if call.responder is not None
+                     else _responder(plan, served, call.request_id))
+        return EngineExchange(run, responder, plan.stream, dispatch.headers,
+                              self._limits.stream_deadline_s)
 
-    async def _open(self, call: Call, plan: GenerationPlan) -> Ticket:
+    async def _embed(self, call: Call, body: EmbeddingsRequest,
+                     served: ServedModel) -> EmbeddingExchange:
+        if served.task != "embed":
+            raise InvalidRequestError(f"model '{served.name}' does not pool embeddings",
+                                      param="model")
+        plan = await plan_embeddings(body, served.renderer,  # type: ignore[arg-type]
+                                     served.max_model_len, served.embedding_dimensions,
+                                     self._limits)
+        ticket = await self._open(call, plan)
+        observer = self._observe(call.request_id, served.name, call.principal.tenant)
+        run = EmbeddingRun(served.engine, plan, call.request_id, ticket, observer)
+        return EmbeddingExchange(run, served.name, plan.encoding)
+
+    async def _open(self, call: Call, plan: Reservable) -> Ticket:
         ticket = await self._accounting.open(call.principal, plan, call.request_id,
                                              batch_id=call.batch_id)
         return ticket if call.settle_policy is None else call.settle_policy(ticket)
@@ -131,6 +163,9 @@ class Pipeline:
                         recorder, headers)
 
     async def _relay(self, call: Call, upstream: Upstream) -> Exchange:
+        if isinstance(call.body, EmbeddingsRequest):
+            raise InvalidRequestError(f"model '{call.body.model}' is relayed to an upstream "
+                                      "API, which serves no embeddings here", param="model")
         plan = await self.plan(call.body, ModelView(upstream.model.counter,
                                                     upstream.model.context_window, relayed=True))
         ticket = await self._open(call, plan)

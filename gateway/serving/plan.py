@@ -7,7 +7,7 @@ A ``GenerationPlan`` is the frozen hand-over from planning to the rest of the pi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from engine.protocol import SamplingSpec
 
@@ -16,6 +16,25 @@ Kind = Literal["chat", "completion"]
 # ``continuous_usage_stats``). Billing never depends on it.
 StreamUsage = Literal["none", "final", "continuous"]
 ToolMode = Literal["auto", "required", "named"]
+
+
+class Reservable(Protocol):
+    """What accounting reserves for before dispatch (a generation or an embeddings plan)."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def prompt_tokens(self) -> int: ...
+
+    @property
+    def choices(self) -> int: ...
+
+    @property
+    def completion_budget(self) -> int: ...
+
+    @property
+    def worst_case_tokens(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -90,6 +109,11 @@ class GenerationPlan:
         return self.sampling.n * len(self.prompts)
 
     @property
+    def completion_budget(self) -> int:
+        """Every completion token the request may produce."""
+        return self.sampling.max_tokens * self.choices
+
+    @property
     def worst_case_tokens(self) -> int:
         """Prompt plus every completion token the request may produce (for reservations)."""
-        return self.prompt_tokens + self.sampling.max_tokens * self.choices
+        return self.prompt_tokens + self.completion_budget

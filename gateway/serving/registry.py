@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from engine.protocol import Engine
 from gateway.errors import ModelNotFoundError, ServiceUnavailableError
 from gateway.serving.rendering import PromptRenderer
 
+Task = Literal["generate", "embed"]
 NOT_READY_RETRY_AFTER_S = 10  # a model without a ready engine: loading, restarting, scaling
 
 
@@ -20,6 +21,8 @@ class ServedModel:
     renderer: PromptRenderer
     created: int = 0  # when the model was prepared (Unix time), as /v1/models reports
     tool_parser: str | None = None  # vLLM's tool parser for tool_choice auto
+    task: Task = "generate"  # or "embed": a pooling model behind /v1/embeddings
+    embedding_dimensions: tuple[int, ...] = ()  # sizes a Matryoshka model can shorten to
 
     @property
     def max_model_len(self) -> int:

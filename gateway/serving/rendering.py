@@ -131,3 +131,7 @@ class HfPromptRenderer:
 
     def encode(self, text: str) -> list[int]:
         return [int(i) for i in self._tokenizer.encode(text, add_special_tokens=False)]
+
+    def encode_input(self, text: str) -> list[int]:
+        """An embedding model's input: with the special tokens its encoder expects."""
+        return [int(i) for i in self._tokenizer.encode(text, add_special_tokens=True)]

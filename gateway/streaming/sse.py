@@ -9,20 +9,25 @@ reported in-band, then the stream ends (with ``[DONE]`` where the API has it).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
-from gateway.errors import as_gateway_error
+from gateway.errors import ServiceUnavailableError, as_gateway_error
 from gateway.serving.formatting.responder import Responder
 from gateway.serving.run import RequestRun
 
 log = logging.getLogger("llm_gateway.streaming")
 
 
-async def run_events(run: RequestRun, responder: Responder) -> AsyncIterator[dict[str, str]]:
+async def run_events(run: RequestRun, responder: Responder,
+                     deadline_s: float) -> AsyncIterator[dict[str, str]]:
     """A run's events; the run is closed (aborted if unfinished, settled) however the stream
-    ends, the client hanging up included."""
+    ends: finished, the client hanging up or not reading, or past ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
     try:
         async for chunk in responder.chunks(run):
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError(f"the stream ran longer than {deadline_s:.0f} s")
             yield responder.frame(chunk)
         settled = await run.settle()
         if (final := await responder.final(run.tally, settled)) is not None:

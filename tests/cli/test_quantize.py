@@ -15,7 +15,7 @@ BASE = "smollm2-135m-instruct"
 
 def test_variants_are_configured_but_not_served_by_default() -> None:
     settings = load_settings(profile="test")
-    assert settings.served_models() == [BASE]
+    assert settings.served_models() == [BASE, "all-minilm-l6-v2"]  # the chat and embedding models
     assert settings.models[f"{BASE}-w8a8"].quantized is not None
     assert settings.models[f"{BASE}-w4a16"].dtype == "bfloat16"
 
@@ -27,7 +27,7 @@ def test_variants_are_configured_but_not_served_by_default() -> None:
 def test_a_profile_chooses_the_variant_that_is_served(profile: str, variant: str,
                                                        dtype: str) -> None:
     settings = load_settings(profile=profile)
-    assert settings.served_models() == [variant]
+    assert set(settings.served_models()) == {variant, "all-minilm-l6-v2"}  # embeddings beside
     assert settings.default_model == variant
     config = settings.engine_config(variant)
     assert config.dtype == dtype

@@ -14,7 +14,7 @@ import pytest
 from engine.discovery import ReplicaSource
 from engine.errors import EngineUnavailableError
 from engine.fake import FakeEngine
-from engine.protocol import EngineOutput, GenerationRequest, SamplingSpec
+from engine.protocol import EmbeddingRequest, EngineOutput, GenerationRequest, SamplingSpec
 from engine.routing import AffinityIndex, ReplicaRouter, RoutingPolicy
 from tests.engine.replica_servers import FakeReplica, fake_replicas
 
@@ -151,3 +151,16 @@ async def test_dns_source_resolves_a_name_to_replica_urls() -> None:
     assert await ReplicaSource(dns="no-such-host.invalid:1").resolve() == ()
     with pytest.raises(ValueError):
         ReplicaSource(urls=("10.0.0.1:80",))
+
+
+async def test_embed_when_routed_then_replicas_share_inputs_and_a_dead_one_is_skipped() -> None:
+    engines = [FakeEngine("e", embedding_size=6) for _ in range(2)]
+    async with routed(*engines) as (router, replicas):
+        outputs = await asyncio.gather(*(router.embed(EmbeddingRequest(
+            f"e{i}", tuple(range(1, i + 3)))) for i in range(6)))
+        assert [o.prompt_tokens for o in outputs] == [i + 2 for i in range(6)]
+        assert all(len(o.embedding) == 6 for o in outputs)
+        assert sum(served(replicas)) == 6
+        await replicas[0].stop()
+        again = await router.embed(EmbeddingRequest("after", (5, 6, 7)))
+        assert again.prompt_tokens == 3

@@ -1,0 +1,96 @@
+"""An embeddings body to a plan: each input as the token ids the model's encoder reads."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from gateway.errors import ContextLengthError, InvalidRequestError
+from gateway.openai.embedding_bodies import EmbeddingsRequest
+from gateway.settings import LimitSettings
+
+Encoding = Literal["float", "base64"]
+
+
+class InputEncoder(Protocol):
+    """An embedding model's tokenizer, special tokens included ([CLS] ... [SEP])."""
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    def encode_input(self, text: str) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class EmbeddingPlan:
+    model: str
+    inputs: tuple[tuple[int, ...], ...]
+    encoding: Encoding = "float"
+    dimensions: int | None = None
+    user: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.inputs or not all(self.inputs):
+            raise ValueError("an embedding plan needs non-empty inputs")
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(len(i) for i in self.inputs)
+
+    @property
+    def choices(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def completion_budget(self) -> int:
+        return 0  # an embedding generates nothing
+
+    @property
+    def worst_case_tokens(self) -> int:
+        return self.prompt_tokens
+
+
+def _texts_or_ids(body: EmbeddingsRequest) -> list[str | list[int]]:
+    value = body.input
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(i, int) for i in value):
+        return [value]  # type: ignore[list-item]  # one input of token ids
+    return list(value)  # type: ignore[arg-type]
+
+
+async def _ids(item: str | list[int], encoder: InputEncoder, param: str) -> tuple[int, ...]:
+    if isinstance(item, str):
+        if not item:
+            raise InvalidRequestError("an input must not be empty", param=param)
+        return tuple(await asyncio.to_thread(encoder.encode_input, item))
+    if not item or any(i >= encoder.vocab_size for i in item):
+        raise InvalidRequestError(f"token ids must be in [0, {encoder.vocab_size})",
+                                  param=param)
+    return tuple(item)
+
+
+async def plan_embeddings(body: EmbeddingsRequest, encoder: InputEncoder, context: int,
+                          dimensions: tuple[int, ...],
+                          limits: LimitSettings) -> EmbeddingPlan:
+    """``dimensions``: the sizes this (Matryoshka) model can shorten to; empty: none."""
+    items = _texts_or_ids(body)
+    if not items or len(items) > limits.max_embedding_inputs:
+        raise InvalidRequestError(
+            f"input must hold 1 to {limits.max_embedding_inputs} items", param="input")
+    if body.dimensions is not None and body.dimensions not in dimensions:
+        raise InvalidRequestError(
+            f"model '{body.model}' cannot shorten its embeddings to {body.dimensions} "
+            f"dimensions" + (f" (it offers {list(dimensions)})" if dimensions else ""),
+            param="dimensions")
+    many = len(items) > 1
+    inputs = [await _ids(item, encoder, f"input.{i}" if many else "input")
+              for i, item in enumerate(items)]
+    for i, ids in enumerate(inputs):
+        if len(ids) > context:
+            raise ContextLengthError(
+                f"This model's maximum context length is {context} tokens, however input "
+                f"{i} has {len(ids)} tokens.", param=f"input.{i}" if many else "input")
+    return EmbeddingPlan(body.model, tuple(inputs), body.encoding_format or "float",
+                         body.dimensions, body.user)
