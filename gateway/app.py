@@ -20,6 +20,7 @@ from gateway.http import (
     metrics_routes,
     openai_routes,
     spend_routes,
+    tenant_routes,
 )
 from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from gateway.http.state import GatewayState
@@ -67,6 +68,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     app.include_router(batches_routes.router)
     app.include_router(admin_routes.router)
     app.include_router(key_routes.router)
+    app.include_router(tenant_routes.router)
     app.include_router(spend_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(dashboard_routes.router)
@@ -74,7 +76,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(state.settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["authorization", "content-type"],
             expose_headers=["x-request-id", "x-request-cost", "x-cache"],
         )

@@ -87,6 +87,13 @@ class NotFoundError(InvalidRequestError):
     default_code = "not_found"
 
 
+class ConflictError(InvalidRequestError):
+    """The thing to create exists already (a tenant's name)."""
+
+    status_code = 409
+    default_code = "already_exists"
+
+
 class AuthenticationError(GatewayError):
     status_code = 401
     error_type = "authentication_error"

@@ -40,6 +40,11 @@ def issue() -> IssuedKey:
     return IssuedKey(secrets.token_hex(_ID_BYTES), secrets.token_urlsafe(32))
 
 
+def reissue(key_id: str) -> IssuedKey:
+    """A new secret for an existing key id (a rotation)."""
+    return IssuedKey(key_id, secrets.token_urlsafe(32))
+
+
 def parse(token: str) -> tuple[str, str] | None:
     """``(key_id, secret)`` of a well-formed key, else None."""
     if not token.startswith(PREFIX):

@@ -1,83 +1,45 @@
-"""Virtual keys in the metering database, and the authenticator that checks them."""
+"""Virtual keys in the metering database: create, edit, rotate, revoke and verify them.
+
+Only a SHA-256 of a key's secret is stored. Rotating keeps the key's id (its ledger rows,
+budget and limits stay its own) and issues a new secret; the replaced one stays valid for
+the grace period the rotation names. Keys are read per request, so edits apply at once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway.auth import api_keys
-from gateway.auth.bearer import ADMIN, AdminKeyAuthenticator, bearer_token
-from gateway.errors import AuthenticationError, MeteringUnavailableError
-from gateway.limits.quota import UNLIMITED, Quota
+from gateway.auth.allowance import OPEN, allowance_of, check_tenant_name
+from gateway.auth.key_records import KeyPrincipal as KeyPrincipal
+from gateway.auth.key_records import KeyRecord, KeyTerms, record_of, terms_columns, terms_of
 from gateway.metering.ledger import utcnow
-from gateway.metering.pricing import from_pico, to_pico
-from gateway.metering.tables import ApiKeyRow
-from gateway.serving.accounting import ANONYMOUS, Principal
+from gateway.metering.tables import ApiKeyRow, TenantRow
 
-
-@dataclass(frozen=True)
-class KeyPrincipal(Principal):
-    """A caller holding a virtual key, with the limits that key carries."""
-
-    quota: Quota = UNLIMITED
-    response_cache: bool | None = None  # the key's response-cache policy (None: default)
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    key_id: str
-    tenant: str
-    name: str | None
-    created_at: datetime
-    revoked_at: datetime | None
-    quota: Quota
-    response_cache: bool | None = None
-
-    def as_json(self) -> dict[str, object]:
-        budget = self.quota.budget_usd
-        return {
-            "id": self.key_id, "tenant": self.tenant, "name": self.name,
-            "created_at": self.created_at.isoformat() + "Z",
-            "revoked_at": self.revoked_at.isoformat() + "Z" if self.revoked_at else None,
-            "budget_usd": None if budget is None else str(budget),
-            "budget_period": self.quota.budget_period,
-            "rpm": self.quota.rpm, "tpm": self.quota.tpm,
-            "response_cache": self.response_cache,
-        }
-
-
-def _record(row: ApiKeyRow) -> KeyRecord:
-    budget = None if row.budget_pico is None else from_pico(row.budget_pico).normalize()
-    quota = Quota(rpm=row.rpm, tpm=row.tpm, budget_usd=budget,
-                  budget_period="day" if row.budget_period == "day" else "month")
-    return KeyRecord(row.id, row.tenant, row.name, row.created_at, row.revoked_at, quota,
-                     row.response_cache)
+MAX_GRACE_S = 30 * 86400
 
 
 class KeyStore:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._clock = clock
 
-    async def create(self, tenant: str, quota: Quota, name: str | None = None,
-                     response_cache: bool | None = None) -> tuple[KeyRecord, str]:
+    async def create(self, tenant: str, terms: KeyTerms = KeyTerms()) -> tuple[KeyRecord, str]:
         """A new key for ``tenant``; returns its record and the token (shown once)."""
-        if not tenant or len(tenant) > 128:
-            raise ValueError("tenant must have 1 to 128 characters")
+        check_tenant_name(tenant)
+        now = self._clock()
+        if terms.expires_at is not None and terms.expires_at <= now:
+            raise ValueError("expires_at is in the past")
         issued = api_keys.issue()
-        row = ApiKeyRow(
-            id=issued.key_id, tenant=tenant, name=name, secret_hash=issued.secret_hash,
-            created_at=utcnow(), revoked_at=None,
-            budget_pico=None if quota.budget_usd is None else to_pico(quota.budget_usd),
-            budget_period=quota.budget_period, rpm=quota.rpm, tpm=quota.tpm,
-            response_cache=response_cache,
-        )
+        row = ApiKeyRow(id=issued.key_id, tenant=tenant, secret_hash=issued.secret_hash,
+                        created_at=now, revoked_at=None, revision=0, **terms_columns(terms))
         async with self._sessions.begin() as session:
             session.add(row)
-        return _record(row), issued.token
+        return record_of(row), issued.token
 
     async def list(self, tenant: str | None = None, include_revoked: bool = False
                    ) -> list[KeyRecord]:
@@ -87,57 +49,74 @@ class KeyStore:
         if not include_revoked:
             statement = statement.where(ApiKeyRow.revoked_at.is_(None))
         async with self._sessions() as session:
-            return [_record(row) for row in (await session.scalars(statement)).all()]
+            return [record_of(row) for row in (await session.scalars(statement)).all()]
 
     async def get(self, key_id: str) -> KeyRecord | None:
         async with self._sessions() as session:
             row = await session.get(ApiKeyRow, key_id)
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
+
+    async def update(self, key_id: str, change: Callable[[KeyTerms], KeyTerms]
+                     ) -> KeyRecord | None:
+        """Apply ``change`` to a live key's terms in one transaction (None: no live key).
+        Every edit counts a revision, so limiters seed its budget afresh."""
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None or row.revoked_at is not None:
+                return None
+            for column, value in terms_columns(change(terms_of(row))).items():
+                setattr(row, column, value)
+            row.revision += 1
+        return record_of(row)
+
+    async def rotate(self, key_id: str, grace_s: float) -> tuple[KeyRecord, str] | None:
+        """A new secret for a live key; the old one stays valid for ``grace_s`` seconds
+        (0: at once). A second rotation ends the first one's grace period."""
+        if not 0 <= grace_s <= MAX_GRACE_S:
+            raise ValueError(f"the grace period is 0 to {MAX_GRACE_S} seconds")
+        issued = api_keys.reissue(key_id)
+        now = self._clock()
+        async with self._sessions.begin() as session:
+            row = await session.get(ApiKeyRow, key_id, with_for_update=True)
+            if row is None or row.revoked_at is not None:
+                return None
+            row.previous_secret_hash = row.secret_hash if grace_s > 0 else None
+            row.previous_valid_until = now + timedelta(seconds=grace_s) if grace_s > 0 else None
+            row.secret_hash, row.rotated_at = issued.secret_hash, now
+        return record_of(row), issued.token
 
     async def revoke(self, key_id: str) -> bool:
         statement = (update(ApiKeyRow)
                      .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
-                     .values(revoked_at=utcnow()))
+                     .values(revoked_at=self._clock()))
         async with self._sessions.begin() as session:
             result = await session.execute(statement)
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def verify(self, token: str) -> KeyRecord | None:
-        """The live key ``token`` names, if its secret matches (constant-time)."""
+        """The unrevoked key ``token`` names, if its secret matches the current one or,
+        within a rotation's grace period, the replaced one (both compared in constant
+        time, always). Whether it has expired is the caller's question."""
         parsed = api_keys.parse(token)
         if parsed is None:
             return None
         key_id, secret = parsed
         async with self._sessions() as session:
             row = await session.get(ApiKeyRow, key_id)
-        stored = row.secret_hash if row is not None else api_keys.hash_secret("")
-        if not api_keys.matches(secret, stored) or row is None or row.revoked_at is not None:
+        nothing = api_keys.hash_secret("")  # no secret is empty: never matches
+        stored = row.secret_hash if row is not None else nothing
+        previous = nothing
+        if row is not None and row.previous_secret_hash and row.previous_valid_until and (
+                row.previous_valid_until > self._clock()):
+            previous = row.previous_secret_hash
+        current_ok = api_keys.matches(secret, stored)
+        previous_ok = api_keys.matches(secret, previous)
+        if not (current_ok or previous_ok) or row is None or row.revoked_at is not None:
             return None
-        return _record(row)
+        return record_of(row)
 
-
-class KeyAuthenticator:
-    """Auth on: the admin key or a live virtual key. Auth off: everyone is anonymous."""
-
-    def __init__(self, enabled: bool, admin_key: str | None, store: KeyStore) -> None:
-        self._enabled = enabled
-        self._admin = AdminKeyAuthenticator(enabled, admin_key)
-        self._store = store
-
-    async def authenticate(self, authorization: str | None) -> Principal:
-        if not self._enabled:
-            return ANONYMOUS
-        token = bearer_token(authorization)
-        if token is not None and api_keys.parse(token) is not None:
-            try:
-                record = await self._store.verify(token)
-            except (OperationalError, InterfaceError) as exc:  # not a wrong key: retry later
-                raise MeteringUnavailableError(
-                    "the key store is unavailable", retry_after=5) from exc
-            if record is None:
-                raise AuthenticationError("Incorrect API key provided.")
-            return KeyPrincipal(key_id=record.key_id, tenant=record.tenant,
-                                quota=record.quota, response_cache=record.response_cache)
-        principal = await self._admin.authenticate(authorization)
-        assert principal is ADMIN
-        return principal
+    async def principal(self, record: KeyRecord) -> KeyPrincipal:
+        """The caller holding ``record``'s key, with its tenant's allowance (if any)."""
+        async with self._sessions() as session:
+            tenant = await session.get(TenantRow, record.tenant)
+        return record.principal(OPEN if tenant is None else allowance_of(tenant))

@@ -11,11 +11,12 @@ finish and is finalized with what it has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from gateway.auth.key_store import KeyPrincipal, KeyStore
+from gateway.auth.key_store import KeyStore
 from gateway.batches.executor import BilledBefore, RetryLater, result_line, run_line
 from gateway.batches.files import FileStore
 from gateway.batches.store import BatchStore, ClaimedLine, is_expired
@@ -91,15 +92,16 @@ class BatchWorker:
         if row.key_id is None:
             return Principal(key_id=None, tenant=row.tenant)
         record = await self._keys.get(row.key_id)
-        if record is None or record.revoked_at is not None:
+        if record is None or not record.live(utcnow()):  # revoked or expired since
             return _REVOKED
-        return KeyPrincipal(key_id=record.key_id, tenant=record.tenant, quota=record.quota,
-                            response_cache=False)
+        principal = await self._keys.principal(record)  # its models and its tenant's limits
+        return dataclasses.replace(principal, response_cache=False)
 
     async def _run(self, row: BatchRow, principal: Principal, line: ClaimedLine) -> None:
         try:
             if principal is _REVOKED:
-                raise AuthenticationError("the key that created this batch was revoked")
+                raise AuthenticationError(
+                    "the key that created this batch was revoked or has expired")
             status, result = await run_line(self._pipeline, self._billed, principal, line,
                                             row.endpoint)
         except RetryLater as later:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
+from gateway.auth.key_records import may_use
 from gateway.http.answer import answer
 from gateway.http.state import GatewayState, gateway_state, principal_of
 from gateway.openai.bodies import ChatCompletionRequest, CompletionRequest
@@ -21,15 +22,16 @@ router = APIRouter(prefix="/v1")
 @router.get("/models")
 async def list_models(
     state: GatewayState = Depends(gateway_state),
-    _principal: Principal = Depends(principal_of),
+    principal: Principal = Depends(principal_of),
 ) -> dict[str, Any]:
+    """The models the caller may use (a key's and its tenant's model lists)."""
     data = [
         {"id": m.name, "object": "model", "created": m.created, "owned_by": "llm-gateway"}
         for m in state.models
     ]
     data += [{"id": u.model.name, "object": "model", "created": 0, "owned_by": "upstream"}
              for u in state.upstreams]
-    return {"object": "list", "data": data}
+    return {"object": "list", "data": [m for m in data if may_use(principal, str(m["id"]))]}
 
 
 @router.post("/chat/completions", response_model=None)

@@ -4,50 +4,87 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.limits.quota import Charge, Hold, Quota, SpendSeed, Windows
+from gateway.limits.quota import Claim, Demand, Hold, SpendSeed, Windows, windows_of
 from gateway.limits.refusal import first_exceeded, refusal
+
+DEFAULT_LEASE_S = 3600.0  # a parallel slot never settled (a bug, a crash) frees itself
+
+
+def _period_key(claim: Claim, windows: Windows) -> tuple[str, str, int]:
+    return claim.subject.id, windows.period_id, claim.revision
 
 
 class InProcessLimiter:
-    """RPM/TPM per fixed minute, budget per day or month (seeded from the ledger)."""
+    """RPM/TPM per fixed minute, budget per day or month (seeded from the ledger), and
+    requests in flight; a request is held against all of its claims or none."""
 
-    def __init__(self, seed: SpendSeed) -> None:
+    def __init__(self, seed: SpendSeed, lease_s: float = DEFAULT_LEASE_S) -> None:
         self._seed = seed
+        self._lease_s = lease_s
         self._lock = asyncio.Lock()
         self._requests: dict[tuple[str, int], int] = {}
         self._tokens: dict[tuple[str, int], int] = {}
-        self._spent: dict[tuple[str, str], int] = {}
+        self._spent: dict[tuple[str, str, int], int] = {}
+        self._running: dict[str, dict[str, float]] = {}  # subject -> request id -> lease end
         self._pruned_minute = 0
 
-    async def reserve(self, subject: str, quota: Quota, charge: Charge, now: float) -> Hold:
-        windows = Windows.at(now, quota.budget_period)
-        minute = (subject, windows.minute)
-        period = (subject, windows.period_id)
+    async def reserve(self, demand: Demand, now: float) -> Hold:
+        windows = windows_of(demand, now)
         async with self._lock:
-            self._prune(windows.minute)
-            if quota.budget_usd is not None and period not in self._spent:
-                self._spent[period] = await self._seed(subject, windows.period_starts)
-            exceeded = first_exceeded(
-                quota, charge, self._requests.get(minute, 0), self._tokens.get(minute, 0),
-                self._spent.get(period, 0))
-            if exceeded is not None:
-                raise refusal(exceeded, quota, charge, windows, now)
-            self._requests[minute] = self._requests.get(minute, 0) + 1
-            self._tokens[minute] = self._tokens.get(minute, 0) + charge.tokens
-            if quota.budget_usd is not None:
-                self._spent[period] += charge.cost_nano
-        return Hold(subject, charge, windows)
+            self._prune(windows[0].minute, now, demand)
+            await self._seed_budgets(demand, windows)
+            for claim, window in zip(demand.claims, windows, strict=True):
+                self._check(claim, demand, window, now)
+            for claim, window in zip(demand.claims, windows, strict=True):
+                self._take(claim, demand, window, now)
+        return Hold(demand, windows)
+
+    async def _seed_budgets(self, demand: Demand, windows: tuple[Windows, ...]) -> None:
+        for claim, window in zip(demand.claims, windows, strict=True):
+            period = _period_key(claim, window)
+            if claim.quota.budget_usd is not None and period not in self._spent:
+                self._spent[period] = await self._seed(claim.subject, window.period_starts)
+
+    def _check(self, claim: Claim, demand: Demand, window: Windows, now: float) -> None:
+        subject, charge = claim.subject.id, demand.charge
+        exceeded = first_exceeded(
+            claim, charge, self._requests.get((subject, window.minute), 0),
+            self._tokens.get((subject, window.minute), 0),
+            self._spent.get(_period_key(claim, window), 0),
+            len(self._running.get(subject, {})))
+        if exceeded is not None:
+            raise refusal(exceeded, claim, charge, window, now)
+
+    def _take(self, claim: Claim, demand: Demand, window: Windows, now: float) -> None:
+        minute = (claim.subject.id, window.minute)
+        self._requests[minute] = self._requests.get(minute, 0) + 1
+        self._tokens[minute] = self._tokens.get(minute, 0) + demand.charge.tokens
+        if claim.quota.budget_usd is not None:
+            self._spent[_period_key(claim, window)] += demand.charge.cost_nano
+        if claim.max_parallel is not None:
+            running = self._running.setdefault(claim.subject.id, {})
+            running[demand.request_id] = now + self._lease_s
 
     async def settle(self, hold: Hold, tokens: int, cost_nano: int) -> None:
-        minute = (hold.subject, hold.windows.minute)
-        period = (hold.subject, hold.windows.period_id)
+        demand = hold.demand
         async with self._lock:
-            if minute in self._tokens:
-                self._tokens[minute] -= hold.charge.tokens - tokens
-            if period in self._spent:
-                self._spent[period] += cost_nano - hold.charge.cost_nano
+            for claim, window in zip(demand.claims, hold.windows, strict=True):
+                minute = (claim.subject.id, window.minute)
+                if minute in self._tokens:
+                    self._tokens[minute] -= demand.charge.tokens - tokens
+                period = _period_key(claim, window)
+                if claim.quota.budget_usd is not None and period in self._spent:
+                    self._spent[period] += cost_nano - demand.charge.cost_nano
+                running = self._running.get(claim.subject.id)
+                if running is not None:
+                    running.pop(demand.request_id, None)
 
-    def _prune(self, minute: int) -> None:
+    def _prune(self, minute: int, now: float, demand: Demand) -> None:
+        for claim in demand.claims:
+            running = self._running.get(claim.subject.id)
+            if running:
+                for request_id in [r for r, ends in running.items() if ends <= now]:
+                    del running[request_id]
         if minute == self._pruned_minute:
             return
         self._pruned_minute = minute

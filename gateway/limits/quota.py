@@ -1,8 +1,10 @@
-"""What a key may use (``Quota``), what a request holds against it (``Charge``, ``Hold``),
-and the fixed windows the counters live in.
+"""What a key or tenant may use (``Quota``), who a request is held against (``Claim``),
+what it holds (``Demand``, ``Hold``), and the fixed windows the counters live in.
 
-Budgets are counted in nano-dollars (1e-9 USD), rounded up, so a limiter never lets spend
-pass a budget through rounding; the ledger keeps exact pico-dollar costs.
+A request is held against every claim at once (its key's, its tenant's): all of them
+must fit, so the stricter limit wins. Budgets are counted in nano-dollars (1e-9 USD),
+rounded up, so a limiter never lets spend pass a budget through rounding; the ledger
+keeps exact pico-dollar costs.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Literal, Protocol
 
 Period = Literal["day", "month"]
 PERIODS: tuple[Period, ...] = ("day", "month")
+Scope = Literal["key", "tenant"]
 WINDOW_S = 60  # RPM and TPM use fixed one-minute windows
 
 
@@ -35,8 +38,9 @@ class Quota:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.budget_usd is not None and self.budget_usd < 0:
-            raise ValueError("budget_usd must be >= 0")
+        if self.budget_usd is not None and (not self.budget_usd.is_finite()
+                                            or self.budget_usd < 0):
+            raise ValueError("budget_usd must be a finite amount >= 0")
         if self.budget_period not in PERIODS:
             raise ValueError(f"budget_period must be one of {PERIODS}")
 
@@ -53,6 +57,42 @@ UNLIMITED = Quota()
 
 
 @dataclass(frozen=True)
+class Subject:
+    """Whose counters: a key (by id) or a tenant (by name)."""
+
+    scope: Scope
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.scope not in ("key", "tenant") or not self.name:
+            raise ValueError("a subject is a key or a tenant with a name")
+
+    @property
+    def id(self) -> str:
+        """Unique across scopes: a key's id, or ``tenant:<name>``."""
+        return self.name if self.scope == "key" else f"tenant:{self.name}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One party's limits a request is held against. ``revision`` changes whenever the
+    limits are edited, so a budget counter is seeded afresh from the ledger after a change."""
+
+    subject: Subject
+    quota: Quota = UNLIMITED
+    max_parallel: int | None = None
+    revision: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_parallel is not None and self.max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+
+    @property
+    def limited(self) -> bool:
+        return not self.quota.unlimited or self.max_parallel is not None
+
+
+@dataclass(frozen=True)
 class Charge:
     """What one request holds: worst-case tokens and cost (nano-dollars, rounded up)."""
 
@@ -62,6 +102,23 @@ class Charge:
     def __post_init__(self) -> None:
         if self.tokens < 0 or self.cost_nano < 0:
             raise ValueError("a charge cannot be negative")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One request's charge against its claims. ``group`` (the tenant) puts every counter
+    of one demand in one Redis hash slot, so one script can check them all."""
+
+    request_id: str
+    group: str
+    charge: Charge
+    claims: tuple[Claim, ...]
+
+    def __post_init__(self) -> None:
+        if not self.request_id or not self.group:
+            raise ValueError("a demand needs a request id and a group")
+        if not self.claims:
+            raise ValueError("a demand needs at least one claim")
 
 
 @dataclass(frozen=True)
@@ -93,11 +150,19 @@ class Windows:
 
 @dataclass(frozen=True)
 class Hold:
-    """A granted reservation; ``settle`` releases the unused part."""
+    """A granted demand and the windows of each of its claims; ``settle`` releases the
+    unused part and the request's parallel slots."""
 
-    subject: str
-    charge: Charge
-    windows: Windows
+    demand: Demand
+    windows: tuple[Windows, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.windows) != len(self.demand.claims):
+            raise ValueError("one window set per claim")
+
+
+def windows_of(demand: Demand, now: float) -> tuple[Windows, ...]:
+    return tuple(Windows.at(now, claim.quota.budget_period) for claim in demand.claims)
 
 
 def retry_after(ends: float, now: float) -> int:
@@ -107,16 +172,16 @@ def retry_after(ends: float, now: float) -> int:
 class SpendSeed(Protocol):
     """Committed spend (nano-dollars) of a subject since a period began, from the ledger."""
 
-    async def __call__(self, subject: str, since: datetime) -> int: ...
+    async def __call__(self, subject: Subject, since: datetime) -> int: ...
 
 
 class Limiter(Protocol):
-    async def reserve(self, subject: str, quota: Quota, charge: Charge, now: float) -> Hold:
-        """Hold ``charge`` against every limit at once, or raise a 429 error and hold nothing."""
+    async def reserve(self, demand: Demand, now: float) -> Hold:
+        """Hold the charge against every claim at once, or raise a 429 and hold nothing."""
         ...
 
     async def settle(self, hold: Hold, tokens: int, cost_nano: int) -> None:
-        """Replace the held worst case by the actual tokens and cost."""
+        """Replace the held worst case by the actual tokens and cost; free the slots."""
         ...
 
     async def close(self) -> None: ...

@@ -1,57 +1,91 @@
 """Limits shared by every replica: counters in Redis, checked and taken by one Lua script.
 
-The script reads the three counters, refuses if any limit would break, and otherwise
-increments all of them: Redis runs it atomically, so concurrent replicas can never
-both take the last slot. A budget counter that does not exist yet is seeded from the
-ledger (the script asks for the seed, then the caller retries with it).
+The script reads every counter of every claim (the key's, its tenant's), refuses if any
+limit would break, and otherwise takes all of them: Redis runs it atomically, so
+concurrent replicas can never both take the last slot, and the stricter of the key's
+and the tenant's limits wins. A budget counter that does not exist yet is seeded from
+the ledger (the script asks for the seed, then the caller retries with it). Requests in
+flight are a sorted set per subject, scored by when their lease ends, so a replica that
+dies without settling frees its slots after the lease.
+
+Every counter of one request shares the tenant's hash tag: one slot in Redis Cluster.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from gateway.limits.quota import Charge, Hold, Quota, SpendSeed, Windows
+from gateway.limits.quota import Claim, Demand, Hold, SpendSeed, Windows, windows_of
 from gateway.limits.refusal import Limit, refusal
 
 _RESERVE = """
-local rpm_limit, tpm_limit, budget_limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tokens, cost = tonumber(ARGV[4]), tonumber(ARGV[5])
-local minute_ttl, period_ttl, seed = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-if budget_limit >= 0 and redis.call('EXISTS', KEYS[3]) == 0 then
-  if seed < 0 then return 4 end
-  redis.call('SET', KEYS[3], seed, 'EX', period_ttl)
+local n, tokens, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local minute_ttl, now, lease_ends = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local lease_ttl, request_id = tonumber(ARGV[7]), ARGV[8]
+for i = 0, n - 1 do
+  local a, k = 9 + 6 * i, 4 * i
+  if tonumber(ARGV[a + 2]) >= 0 and redis.call('EXISTS', KEYS[k + 3]) == 0 then
+    if tonumber(ARGV[a + 5]) < 0 then return {4, i} end
+    redis.call('SET', KEYS[k + 3], ARGV[a + 5], 'EX', ARGV[a + 4])
+  end
 end
-if rpm_limit >= 0 and tonumber(redis.call('GET', KEYS[1]) or '0') + 1 > rpm_limit then
-  return 1
+for i = 0, n - 1 do
+  local a, k = 9 + 6 * i, 4 * i
+  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local budget, parallel = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  if rpm >= 0 and tonumber(redis.call('GET', KEYS[k + 1]) or '0') + 1 > rpm then
+    return {1, i}
+  end
+  if tpm >= 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') + tokens > tpm then
+    return {2, i}
+  end
+  if budget >= 0 and tonumber(redis.call('GET', KEYS[k + 3]) or '0') + cost > budget then
+    return {3, i}
+  end
+  if parallel >= 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[k + 4], '-inf', now)
+    if redis.call('ZCARD', KEYS[k + 4]) + 1 > parallel then return {5, i} end
+  end
 end
-if tpm_limit >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') + tokens > tpm_limit then
-  return 2
+for i = 0, n - 1 do
+  local a, k = 9 + 6 * i, 4 * i
+  redis.call('INCR', KEYS[k + 1])
+  redis.call('EXPIRE', KEYS[k + 1], minute_ttl)
+  redis.call('INCRBY', KEYS[k + 2], tokens)
+  redis.call('EXPIRE', KEYS[k + 2], minute_ttl)
+  if tonumber(ARGV[a + 2]) >= 0 then redis.call('INCRBY', KEYS[k + 3], cost) end
+  if tonumber(ARGV[a + 3]) >= 0 then
+    redis.call('ZADD', KEYS[k + 4], lease_ends, request_id)
+    redis.call('EXPIRE', KEYS[k + 4], lease_ttl)
+  end
 end
-if budget_limit >= 0 and tonumber(redis.call('GET', KEYS[3]) or '0') + cost > budget_limit then
-  return 3
-end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], minute_ttl)
-redis.call('INCRBY', KEYS[2], tokens)
-redis.call('EXPIRE', KEYS[2], minute_ttl)
-if budget_limit >= 0 then redis.call('INCRBY', KEYS[3], cost) end
-return 0
+return {0, 0}
 """
 
 _SETTLE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], ARGV[1]) end
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('INCRBY', KEYS[2], ARGV[2]) end
+local n, unused, extra, request_id = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+for i = 0, n - 1 do
+  local k = 3 * i
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then redis.call('DECRBY', KEYS[k + 1], unused) end
+  if ARGV[5 + i] == '1' and redis.call('EXISTS', KEYS[k + 2]) == 1 then
+    redis.call('INCRBY', KEYS[k + 2], extra)
+  end
+  redis.call('ZREM', KEYS[k + 3], request_id)
+end
 return 0
 """
 
-_REFUSED: dict[int, Limit] = {1: "rpm", 2: "tpm", 3: "budget"}
+_REFUSED: dict[int, Limit] = {1: "rpm", 2: "tpm", 3: "budget", 5: "parallel"}
 _NEEDS_SEED = 4
+_MINUTE_TTL_S = 120
+_SEED_ATTEMPTS = 3
 
 
-def _keys(subject: str, windows: Windows, prefix: str) -> list[str]:
-    tag = f"{prefix}{{{subject}}}"  # one hash slot per subject (Redis Cluster)
-    return [f"{tag}:rpm:{windows.minute}", f"{tag}:tpm:{windows.minute}",
-            f"{tag}:spend:{windows.period_id}"]
+def _keys(claim: Claim, windows: Windows, tag: str) -> list[str]:
+    base = f"{tag}{claim.subject.id}"
+    return [f"{base}:rpm:{windows.minute}", f"{base}:tpm:{windows.minute}",
+            f"{base}:spend:{windows.period_id}:r{claim.revision}", f"{base}:running"]
 
 
 def _limit(value: int | None) -> int:
@@ -59,32 +93,65 @@ def _limit(value: int | None) -> int:
 
 
 class RedisLimiter:
-    def __init__(self, url: str, seed: SpendSeed, prefix: str = "llmgw:") -> None:
+    def __init__(self, url: str, seed: SpendSeed, prefix: str = "llmgw:",
+                 lease_s: float = 3600.0) -> None:
         from redis.asyncio import Redis
 
         self._redis: Any = Redis.from_url(url)
         self._seed = seed
         self._prefix = prefix
+        self._lease_s = lease_s
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
 
-    async def reserve(self, subject: str, quota: Quota, charge: Charge, now: float) -> Hold:
-        windows = Windows.at(now, quota.budget_period)
-        keys = _keys(subject, windows, self._prefix)
-        args = [_limit(quota.rpm), _limit(quota.tpm), _limit(quota.budget_nano),
-                charge.tokens, charge.cost_nano, 120, int(windows.period_ends - now) + 86400]
-        result = int(await self._reserve(keys=keys, args=[*args, -1]))
-        if result == _NEEDS_SEED:
-            seed = await self._seed(subject, windows.period_starts)
-            result = int(await self._reserve(keys=keys, args=[*args, seed]))
-        if result in _REFUSED:
-            raise refusal(_REFUSED[result], quota, charge, windows, now)
-        return Hold(subject, charge, windows)
+    def _tag(self, demand: Demand) -> str:
+        return f"{self._prefix}{{{demand.group}}}:"
+
+    async def reserve(self, demand: Demand, now: float) -> Hold:
+        windows = windows_of(demand, now)
+        tag = self._tag(demand)
+        keys = [key for claim, window in zip(demand.claims, windows, strict=True)
+                for key in _keys(claim, window, tag)]
+        seeds = [-1] * len(demand.claims)
+        for _ in range(_SEED_ATTEMPTS):
+            code, index = (int(v) for v in await self._reserve(
+                keys=keys, args=self._args(demand, windows, seeds, now)))
+            if code != _NEEDS_SEED:
+                break
+            seeds = await self._seeds(demand, windows)
+        if code in _REFUSED:
+            claim = demand.claims[index]
+            raise refusal(_REFUSED[code], claim, demand.charge, windows[index], now)
+        if code != 0:
+            raise RuntimeError(f"the limiter script answered {code}")
+        return Hold(demand, windows)
+
+    def _args(self, demand: Demand, windows: tuple[Windows, ...], seeds: list[int],
+              now: float) -> list[str | int]:
+        charge = demand.charge
+        args: list[str | int] = [len(demand.claims), charge.tokens, charge.cost_nano,
+                              _MINUTE_TTL_S, repr(now), repr(now + self._lease_s),
+                              math.ceil(self._lease_s) + 60, demand.request_id]
+        for claim, window, seed in zip(demand.claims, windows, seeds, strict=True):
+            quota = claim.quota
+            args += [_limit(quota.rpm), _limit(quota.tpm), _limit(quota.budget_nano),
+                     _limit(claim.max_parallel), int(window.period_ends - now) + 86400, seed]
+        return args
+
+    async def _seeds(self, demand: Demand, windows: tuple[Windows, ...]) -> list[int]:
+        return [await self._seed(claim.subject, window.period_starts)
+                if claim.quota.budget_usd is not None else -1
+                for claim, window in zip(demand.claims, windows, strict=True)]
 
     async def settle(self, hold: Hold, tokens: int, cost_nano: int) -> None:
-        keys = _keys(hold.subject, hold.windows, self._prefix)
-        await self._settle(keys=keys[1:], args=[hold.charge.tokens - tokens,
-                                                cost_nano - hold.charge.cost_nano])
+        demand = hold.demand
+        tag = self._tag(demand)
+        keys = [key for claim, window in zip(demand.claims, hold.windows, strict=True)
+                for key in _keys(claim, window, tag)[1:]]
+        budgets = ["1" if claim.quota.budget_usd is not None else "0" for claim in demand.claims]
+        await self._settle(keys=keys, args=[
+            len(demand.claims), demand.charge.tokens - tokens,
+            cost_nano - demand.charge.cost_nano, demand.request_id, *budgets])
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -1,41 +1,52 @@
-"""The 429s a limiter answers with (OpenAI envelope, ``Retry-After``)."""
+"""The 429s a limiter answers with (OpenAI envelope, ``Retry-After``).
+
+Messages say whether the key's or the tenant's limit was reached, never a tenant's name.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from gateway.errors import BudgetExceededError, RateLimitError
-from gateway.limits.quota import Charge, Quota, Windows, retry_after
+from gateway.limits.quota import Charge, Claim, Windows, retry_after
 
-Limit = Literal["rpm", "tpm", "budget"]
+Limit = Literal["rpm", "tpm", "budget", "parallel"]
+PARALLEL_RETRY_S = 1
 
 
-def refusal(limit: Limit, quota: Quota, charge: Charge, windows: Windows,
+def refusal(limit: Limit, claim: Claim, charge: Charge, windows: Windows,
             now: float) -> RateLimitError:
+    quota, whose = claim.quota, f"this {claim.subject.scope}'s"
+    minute = retry_after(windows.minute_ends, now)
     if limit == "rpm":
         return RateLimitError(
-            f"Rate limit reached: {quota.rpm} requests per minute.",
-            retry_after=retry_after(windows.minute_ends, now))
+            f"Rate limit reached: {whose} limit of {quota.rpm} requests per minute.",
+            retry_after=minute)
     if limit == "tpm":
         if quota.tpm is not None and charge.tokens > quota.tpm:
             return RateLimitError(
                 f"This request may use {charge.tokens} tokens (prompt + max_tokens x n), more "
-                f"than this key's limit of {quota.tpm} tokens per minute. Lower max_tokens.",
-                code="tokens_exceed_limit", retry_after=retry_after(windows.minute_ends, now))
+                f"than {whose} limit of {quota.tpm} tokens per minute. Lower max_tokens.",
+                code="tokens_exceed_limit", retry_after=minute)
         return RateLimitError(
-            f"Rate limit reached: {quota.tpm} tokens per minute (this request reserves "
-            f"{charge.tokens} tokens: prompt + max_tokens x n).",
-            retry_after=retry_after(windows.minute_ends, now))
+            f"Rate limit reached: {whose} limit of {quota.tpm} tokens per minute (this request "
+            f"reserves {charge.tokens} tokens: prompt + max_tokens x n).",
+            retry_after=minute)
+    if limit == "parallel":
+        return RateLimitError(
+            f"Too many requests at once: {whose} limit is {claim.max_parallel} in parallel.",
+            code="parallel_requests_exceeded", retry_after=PARALLEL_RETRY_S)
     return BudgetExceededError(
-        f"This key's {quota.budget_period}ly budget of {quota.budget_usd} USD does not cover "
-        "this request's worst-case cost (prompt + max_tokens x n). Lower max_tokens or "
-        "raise the budget.",
+        f"{whose.capitalize()} {quota.budget_period}ly budget of {quota.budget_usd} USD does "
+        "not cover this request's worst-case cost (prompt + max_tokens x n). Lower "
+        "max_tokens or raise the budget.",
         retry_after=retry_after(windows.period_ends, now))
 
 
-def first_exceeded(quota: Quota, charge: Charge, requests: int, tokens: int,
-                   spent_nano: int) -> Limit | None:
+def first_exceeded(claim: Claim, charge: Charge, requests: int, tokens: int,
+                   spent_nano: int, running: int) -> Limit | None:
     """Which limit ``charge`` would break given the current counters (None: it fits)."""
+    quota = claim.quota
     if quota.rpm is not None and requests + 1 > quota.rpm:
         return "rpm"
     if quota.tpm is not None and tokens + charge.tokens > quota.tpm:
@@ -43,4 +54,6 @@ def first_exceeded(quota: Quota, charge: Charge, requests: int, tokens: int,
     budget = quota.budget_nano
     if budget is not None and spent_nano + charge.cost_nano > budget:
         return "budget"
+    if claim.max_parallel is not None and running + 1 > claim.max_parallel:
+        return "parallel"
     return None

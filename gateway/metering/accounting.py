@@ -1,9 +1,11 @@
 """``Accounting`` with a ledger, prices and limits: reserve before dispatch, settle after.
 
-``open`` holds the worst case (prompt + max_tokens x n, at the dearer prompt price)
-against the key's RPM, TPM and budget, then writes the ledger row; ``settle`` writes the
-actual tokens and exact cost once, releases the unused part of the hold, and returns
-a ``Settled`` with the exact cost (the response's ``usage.cost`` and ``x-request-cost``).
+``open`` refuses a model the key or its tenant may not use (403), holds the worst case
+(prompt + max_tokens x n, at the dearer prompt price) and a parallel slot against the
+key's and its tenant's limits at once (the stricter wins; 429), then writes the ledger
+row; ``settle`` writes the actual tokens and exact cost once, releases the unused part
+of the hold and the slots, and returns a ``Settled`` with the exact cost (the response's
+``usage.cost`` and ``x-request-cost``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from decimal import Decimal
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from gateway.auth.key_store import KeyPrincipal
-from gateway.errors import MeteringUnavailableError
-from gateway.limits.quota import UNLIMITED, Charge, Hold, Limiter, to_nano_ceil
+from gateway.auth.key_records import KeyPrincipal, may_use
+from gateway.errors import MeteringUnavailableError, PermissionDeniedError
+from gateway.limits.quota import Charge, Demand, Hold, Limiter, to_nano_ceil
 from gateway.metering.billing import billable_usage
 from gateway.metering.ledger import Ledger, Reservation, Settlement, utcnow
 from gateway.metering.metrics import MeteringMetrics
@@ -80,11 +82,15 @@ class MeteredAccounting:
 
     async def open(self, principal: Principal, plan: Reservable, request_id: str,
                    batch_id: str | None = None) -> Ticket:
+        if not may_use(principal, plan.model):
+            raise PermissionDeniedError(
+                f"This key may not use the model {plan.model!r}.", param="model")
         price = self.prices.price(principal.tenant, plan.model)
         if batch_id is not None:
             price = price.for_batch()
         worst = price.worst_case(plan.prompt_tokens, plan.completion_budget)
-        hold = await self._hold(principal, Charge(plan.worst_case_tokens, to_nano_ceil(worst)))
+        hold = await self._hold(principal, request_id,
+                                Charge(plan.worst_case_tokens, to_nano_ceil(worst)))
         entry = Reservation(
             request_id=request_id, key_id=principal.key_id, tenant=principal.tenant,
             model=plan.model, n=plan.choices, reserved_tokens=plan.worst_case_tokens,
@@ -102,11 +108,13 @@ class MeteredAccounting:
             raise
         return MeteredTicket(self, entry, price, hold)
 
-    async def _hold(self, principal: Principal, charge: Charge) -> Hold | None:
-        quota = principal.quota if isinstance(principal, KeyPrincipal) else UNLIMITED
-        if principal.key_id is None or quota.unlimited:
+    async def _hold(self, principal: Principal, request_id: str,
+                    charge: Charge) -> Hold | None:
+        claims = principal.claims() if isinstance(principal, KeyPrincipal) else ()
+        if not claims:
             return None
-        return await self.limiter.reserve(principal.key_id, quota, charge, self._clock())
+        demand = Demand(request_id, principal.tenant, charge, claims)
+        return await self.limiter.reserve(demand, self._clock())
 
     async def record(self, entry: Reservation, result: Settlement, cost: Decimal) -> None:
         try:

@@ -92,14 +92,17 @@ class Ledger:
             outcome = await session.execute(statement)
         return bool(getattr(outcome, "rowcount", 0) == 1)
 
-    async def committed_spend(self, key_id: str, since: datetime) -> int:
-        """Pico-dollars a key has spent since ``since``: settled cost, or the hold if open."""
+    async def committed_spend(self, since: datetime, *, key_id: str | None = None,
+                              tenant: str | None = None) -> int:
+        """Pico-dollars a key (or a whole tenant) has spent since ``since``: settled cost,
+        or the hold if the row is still open."""
+        if (key_id is None) == (tenant is None):
+            raise ValueError("committed spend is a key's or a tenant's")
+        whose = LedgerRow.key_id == key_id if key_id is not None else LedgerRow.tenant == tenant
         settled = select(func.coalesce(func.sum(LedgerRow.cost_pico), 0)).where(
-            LedgerRow.key_id == key_id, LedgerRow.created_at >= since,
-            LedgerRow.settled_at.is_not(None))
+            whose, LedgerRow.created_at >= since, LedgerRow.settled_at.is_not(None))
         held = select(func.coalesce(func.sum(LedgerRow.reserved_pico), 0)).where(
-            LedgerRow.key_id == key_id, LedgerRow.created_at >= since,
-            LedgerRow.settled_at.is_(None))
+            whose, LedgerRow.created_at >= since, LedgerRow.settled_at.is_(None))
         async with self._sessions() as session:
             return int(await session.scalar(settled) or 0) + int(
                 await session.scalar(held) or 0)

@@ -1,4 +1,5 @@
-"""Metering, assembled from settings: database, ledger, keys, limits, prices, metrics.
+"""Metering, assembled from settings: database, ledger, keys, tenants, limits, prices,
+metrics.
 
 ``start`` (in the app lifespan) migrates the schema and closes rows a crash left open;
 ``stop`` releases connections.
@@ -13,9 +14,11 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.auth.key_store import KeyAuthenticator, KeyStore
+from gateway.auth.key_auth import KeyAuthenticator
+from gateway.auth.key_store import KeyStore
+from gateway.auth.tenant_store import TenantStore
 from gateway.limits.memory import InProcessLimiter
-from gateway.limits.quota import Limiter
+from gateway.limits.quota import Limiter, Subject
 from gateway.limits.redis_backend import RedisLimiter
 from gateway.metering.accounting import MeteredAccounting
 from gateway.metering.database import create_database_engine, migrate
@@ -52,6 +55,7 @@ class Metering:
     accounting: MeteredAccounting
     authenticator: KeyAuthenticator
     orphan_after_s: float
+    tenants: TenantStore
 
     async def start(self) -> None:
         await migrate(self.database)
@@ -69,12 +73,17 @@ def build_metering(settings: Settings, registry: CollectorRegistry | None = None
     database = create_database_engine(settings.database_url())
     ledger = Ledger(database)
 
-    async def seed(subject: str, since: datetime) -> int:
-        pico = await ledger.committed_spend(subject, since)
+    async def seed(subject: Subject, since: datetime) -> int:
+        if subject.scope == "key":
+            pico = await ledger.committed_spend(since, key_id=subject.name)
+        else:
+            pico = await ledger.committed_spend(since, tenant=subject.name)
         return (pico + 999) // 1000  # nano-dollars, rounded up
 
     url = settings.metering.redis_url
-    limiter: Limiter = RedisLimiter(url, seed) if url else InProcessLimiter(seed)
+    lease_s = settings.metering.orphan_after_s  # a parallel slot never settled frees itself
+    limiter: Limiter = (RedisLimiter(url, seed, lease_s=lease_s) if url
+                        else InProcessLimiter(seed, lease_s))
     metrics = MeteringMetrics(registry or CollectorRegistry(),
                               settings.metering.metrics_max_tenants)
     accounting = MeteredAccounting(ledger, limiter, price_book(settings.prices), metrics,
@@ -83,4 +92,4 @@ def build_metering(settings: Settings, registry: CollectorRegistry | None = None
     admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
     authenticator = KeyAuthenticator(settings.auth.enabled, admin, keys)
     return Metering(database, ledger, keys, limiter, accounting, authenticator,
-                    settings.metering.orphan_after_s)
+                    settings.metering.orphan_after_s, TenantStore(database))

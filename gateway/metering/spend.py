@@ -7,7 +7,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -105,3 +105,48 @@ def spend_csv(query: SpendQuery, lines: list[SpendLine]) -> str:
         record = line.as_json()
         writer.writerow([record[name] for name in (*query.group_by, *TOTALS)])
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class PeriodSpend:
+    """Settled spend per key (or tenant) in the current UTC day and month."""
+
+    day: dict[str, Decimal]
+    month: dict[str, Decimal]
+
+    def of(self, name: str, period: str) -> Decimal:
+        return (self.day if period == "day" else self.month).get(name, Decimal(0))
+
+
+async def period_spend(engine: AsyncEngine, group: Literal["key", "tenant"],
+                       now: datetime) -> PeriodSpend:
+    """What each key (or tenant) has spent this day and this month (settled rows)."""
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    month = day.replace(day=1)
+    found = []
+    for since in (day, month):
+        lines = await spend(engine, SpendQuery(since=since, group_by=(group,)))
+        found.append({line.group[group] or "": line.cost_usd for line in lines})
+    return PeriodSpend(*found)
+
+
+LEDGER_COLUMNS = ("id", "created_at", "tenant", "key_id", "model", "status", "prompt_tokens",
+                  "cached_tokens", "completion_tokens", "cost_usd", "batch_id")
+
+
+async def recent_rows(engine: AsyncEngine, limit: int, tenant: str | None = None,
+                      key_id: str | None = None) -> list[dict[str, Any]]:
+    """The newest ledger rows (open ones included, status ``reserved``), newest first."""
+    statement = select(LedgerRow).order_by(LedgerRow.created_at.desc(), LedgerRow.id.desc())
+    if tenant is not None:
+        statement = statement.where(LedgerRow.tenant == tenant)
+    if key_id is not None:
+        statement = statement.where(LedgerRow.key_id == key_id)
+    async with engine.connect() as connection:
+        rows = (await connection.execute(statement.limit(limit))).all()
+    return [{"id": r.id, "created_at": r.created_at.isoformat() + "Z", "tenant": r.tenant,
+             "key_id": r.key_id, "model": r.model, "status": r.status,
+             "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
+             "completion_tokens": r.completion_tokens,
+             "cost_usd": usd_text(from_pico(r.cost_pico)), "batch_id": r.batch_id}
+            for r in rows]

@@ -1,4 +1,4 @@
-"""SQLAlchemy tables of the metering database: virtual API keys and the request ledger.
+"""SQLAlchemy tables of the metering database: tenants, virtual API keys and the ledger.
 
 Money columns are integers of pico-dollars (1e-12 USD): exact on SQLite and PostgreSQL.
 Timestamps are naive UTC.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 RESERVED = "reserved"  # status of a row between reservation and settlement
@@ -32,6 +32,34 @@ class ApiKeyRow(Base):
     rpm: Mapped[int | None] = mapped_column(Integer)
     tpm: Mapped[int | None] = mapped_column(Integer)
     response_cache: Mapped[bool | None] = mapped_column(Boolean)  # None: the gateway default
+    max_parallel_requests: Mapped[int | None] = mapped_column(Integer)
+    models_json: Mapped[str | None] = mapped_column(Text)  # a JSON list; None: every model
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime())
+    metadata_json: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, default=0)  # counts edits of the limits
+    rotated_at: Mapped[datetime | None] = mapped_column(DateTime())
+    # After a rotation the replaced secret stays valid until previous_valid_until.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime())
+
+
+class TenantRow(Base):
+    """A tenant's own limits and models, on top of each of its keys' (the stricter wins).
+    A key's tenant need not have a row: then only the key's own limits apply."""
+
+    __tablename__ = "tenants"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime())
+    updated_at: Mapped[datetime] = mapped_column(DateTime())
+    budget_pico: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str] = mapped_column(String(8), default="month")
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_parallel_requests: Mapped[int | None] = mapped_column(Integer)
+    models_json: Mapped[str | None] = mapped_column(Text)
+    metadata_json: Mapped[str | None] = mapped_column(Text)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class LedgerRow(Base):

@@ -22,8 +22,8 @@ async def ledger(database_url: str) -> AsyncIterator[Ledger]:
 
 
 def reservation(request_id: str, instance: str = "a", age_s: float = 0,
-                key: str = "k1") -> Reservation:
-    return Reservation(request_id, key, "acme", "m", 1, reserved_tokens=100,
+                key: str = "k1", tenant: str = "acme") -> Reservation:
+    return Reservation(request_id, key, tenant, "m", 1, reserved_tokens=100,
                        reserved_pico=5_000, instance_id=instance,
                        created_at=utcnow() - timedelta(seconds=age_s))
 
@@ -55,9 +55,14 @@ async def test_committed_spend_when_rows_open_and_settled_then_holds_and_costs_c
     await ledger.reserve(reservation("done"))
     await ledger.settle("done", SETTLED)
     await ledger.reserve(reservation("other-key", key="k2"))
+    await ledger.reserve(reservation("other-tenant", key="k3", tenant="globex"))
     since = utcnow() - timedelta(hours=1)
-    assert await ledger.committed_spend("k1", since) == 5_000 + 1_234
-    assert await ledger.committed_spend("k1", utcnow() + timedelta(seconds=5)) == 0
+    assert await ledger.committed_spend(since, key_id="k1") == 5_000 + 1_234
+    assert await ledger.committed_spend(utcnow() + timedelta(seconds=5), key_id="k1") == 0
+    # a tenant's spend is every one of its keys' (k1 and k2), no other tenant's
+    assert await ledger.committed_spend(since, tenant="acme") == 5_000 + 1_234 + 5_000
+    with pytest.raises(ValueError, match="key's or a tenant's"):
+        await ledger.committed_spend(since)
 
 
 async def test_recover_when_rows_left_open_then_own_and_stale_ones_closed(
