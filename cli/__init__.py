@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import bench, draft, engine, keys, models, quantize, serve
+from cli import bench, draft, engine, keys, models, quantize, serve, tenants
 
 
 def build() -> typer.Typer:
@@ -12,6 +12,7 @@ def build() -> typer.Typer:
     app.command("serve")(serve.serve)
     app.add_typer(models.app, name="models")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(tenants.app, name="tenants")
     app.command("quantize")(quantize.quantize)
     app.command("bench")(bench.bench)
     app.add_typer(draft.app, name="draft")

@@ -1,4 +1,5 @@
-"""``llm-gateway keys``: create (key printed once), list, revoke, on the settings' database."""
+"""``llm-gateway keys`` and ``tenants``: create (a key printed once), update, rotate, list
+with spend, revoke, on the settings' database."""
 
 from __future__ import annotations
 
@@ -44,3 +45,67 @@ def test_keys_when_created_listed_revoked_then_cli_round_trips(cli_env: Path) ->
 def test_keys_when_revoking_unknown_key_then_exit_1(cli_env: Path) -> None:
     result = CliRunner().invoke(build(), ["keys", "revoke", "nope", "--profile", "test"])
     assert result.exit_code == 1
+
+
+def test_keys_when_updated_then_only_given_options_change_and_clear_unsets(
+    cli_env: Path,
+) -> None:
+    created = json.loads(run("create", "--tenant", "acme", "--model", "m1", "--model", "m2",
+                             "--max-parallel", "4", "--expires-at", "2999-01-01T00:00:00Z",
+                             "--metadata", '{"team": "search"}', "--rpm", "10", "--json",
+                             "--profile", "test"))
+    assert (created["models"], created["max_parallel_requests"], created["expires_at"],
+            created["metadata"]) == (["m1", "m2"], 4, "2999-01-01T00:00:00Z",
+                                     {"team": "search"})
+    updated = json.loads(run("update", created["id"], "--tpm", "500", "--clear", "models",
+                             "--clear", "expires_at", "--json", "--profile", "test"))
+    assert (updated["models"], updated["expires_at"], updated["tpm"], updated["rpm"],
+            updated["metadata"]) == (None, None, 500, 10, {"team": "search"})
+
+
+def test_keys_when_rotated_then_new_token_printed_once_and_id_kept(cli_env: Path) -> None:
+    created = json.loads(run("create", "--tenant", "acme", "--json", "--profile", "test"))
+    rotated = json.loads(run("rotate", created["id"], "--grace-s", "60", "--json",
+                             "--profile", "test"))
+    assert rotated["id"] == created["id"] and rotated["key"] != created["key"]
+    assert api_keys.parse(rotated["key"]) is not None
+    assert rotated["previous_key_valid_until"] is not None
+    listed = json.loads(run("list", "--json", "--profile", "test"))
+    assert "key" not in listed[0] and listed[0]["period_spend_usd"] == "0"
+    assert rotated["key"] not in run("list", "--profile", "test")
+
+
+def test_keys_when_terms_are_refused_then_usage_error_and_nothing_created(
+    cli_env: Path,
+) -> None:
+    for args in (["--tenant", "admin"], ["--tenant", "t", "--expires-at", "2000-01-01T00:00Z"],
+                 ["--tenant", "t", "--metadata", "[1]"], ["--tenant", "t", "--budget-usd", "x"],
+                 ["--tenant", "t", "--budget-period", "week"]):
+        result = CliRunner().invoke(build(), ["keys", "create", *args, "--profile", "test"])
+        assert result.exit_code == 2, (args, result.output)
+    assert json.loads(run("list", "--all", "--json", "--profile", "test")) == []
+    missing = CliRunner().invoke(build(), ["keys", "update", "nope", "--rpm", "1",
+                                           "--profile", "test"])
+    assert missing.exit_code == 1
+
+
+def test_tenants_when_created_updated_listed_then_cli_round_trips(cli_env: Path) -> None:
+    def tenants(*args: str) -> str:
+        result = CliRunner().invoke(build(), ["tenants", *args, "--profile", "test"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    created = json.loads(tenants("create", "acme", "--budget-usd", "100", "--rpm", "600",
+                                 "--model", "m1", "--json"))
+    assert (created["name"], created["budget_usd"], created["rpm"], created["models"]) == (
+        "acme", "100", 600, ["m1"])
+    updated = json.loads(tenants("update", "acme", "--max-parallel", "8", "--clear", "rpm",
+                                 "--json"))
+    assert (updated["rpm"], updated["max_parallel_requests"]) == (None, 8)
+    listed = json.loads(tenants("list", "--json"))
+    assert [(t["name"], t["period_spend_usd"]) for t in listed] == [("acme", "0")]
+    for args in (["create", "acme"], ["create", "anonymous"]):
+        result = CliRunner().invoke(build(), ["tenants", *args, "--profile", "test"])
+        assert result.exit_code == 2, result.output
+    assert CliRunner().invoke(build(), ["tenants", "update", "nobody", "--rpm", "1",
+                                        "--profile", "test"]).exit_code == 1
