@@ -1,7 +1,8 @@
-"""``/dashboard``: the live operator page, its static assets and its history API.
+"""``/dashboard``: the live operator page, its static assets and its history API;
+``/dashboard/admin``: the admin page (keys, tenants, spend, the ledger's newest rows).
 
-The page and its assets hold no data and are served to anyone; the page asks for the
-admin key (kept in ``sessionStorage``) and calls the JSON API with it as a bearer token.
+The pages and their assets hold no data and are served to anyone; a page asks for the
+admin key (kept in ``sessionStorage``) and calls the JSON APIs with it as a bearer token.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ STATIC = Path(__file__).resolve().parent.parent / "observability" / "static"
 ASSETS = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
+    "admin.js": "text/javascript",
+    "admin.css": "text/css",
     "vendor/uPlot.iife.min.js": "text/javascript",
     "vendor/uPlot.min.css": "text/css",
 }
@@ -32,6 +35,12 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 @router.get("")
 async def dashboard_page() -> FileResponse:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=NO_CACHE)
+
+
+@router.get("/admin")
+async def admin_page() -> FileResponse:
+    """Keys, tenants and spend; it calls ``/admin/*`` with the admin key."""
+    return FileResponse(STATIC / "admin.html", media_type="text/html", headers=NO_CACHE)
 
 
 @router.get("/assets/{name:path}")

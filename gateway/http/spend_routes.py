@@ -1,4 +1,5 @@
-"""Spend from the ledger: ``/admin/spend`` for operators, ``/v1/spend`` for a tenant's own."""
+"""Spend from the ledger: ``/admin/spend`` for operators, ``/v1/spend`` for a tenant's own;
+``/admin/ledger``: the newest ledger rows, for operators."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from gateway.http.admin_routes import require_admin
 from gateway.http.key_routes import metering_of
 from gateway.http.state import principal_of
 from gateway.metering.service import Metering
-from gateway.metering.spend import TOTALS, SpendQuery, spend, spend_csv
+from gateway.metering.spend import TOTALS, SpendQuery, recent_rows, spend, spend_csv
 from gateway.serving.accounting import Principal
 
 router = APIRouter()
@@ -82,3 +83,15 @@ async def own_spend(
                                     param="tenant")
     query = _query(principal.tenant, key, model, since, until, group_by)
     return await _answer(metering, query, format)
+
+
+@router.get("/admin/ledger")
+async def admin_ledger(
+    tenant: str | None = None, key: str | None = None,
+    limit: int = Query(50, ge=1, le=1000),
+    metering: Metering = Depends(metering_of),
+    _admin: Principal = Depends(require_admin),
+) -> dict[str, Any]:
+    """The newest ledger rows (any tenant), newest first; open rows are ``reserved``."""
+    rows = await recent_rows(metering.database, limit, tenant, key)
+    return {"object": "list", "data": rows}
