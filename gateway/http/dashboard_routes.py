@@ -23,6 +23,7 @@ ASSETS = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
     "admin.js": "text/javascript",
+    "admin_spend.js": "text/javascript",
     "admin.css": "text/css",
     "vendor/uPlot.iife.min.js": "text/javascript",
     "vendor/uPlot.min.css": "text/css",

@@ -19,11 +19,12 @@ async def test_admin_page_when_opened_without_a_key_then_served_with_local_asset
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="key-form"' in page.text and 'id="tenants-table"' in page.text
     assert "https://" not in page.text and "http://" not in page.text  # nothing from a CDN
-    for name, kind in (("admin.js", "text/javascript"), ("admin.css", "text/css")):
+    for name, kind in (("admin.js", "text/javascript"), ("admin_spend.js", "text/javascript"),
+                       ("admin.css", "text/css")):
         asset = await fake_client.get(f"/dashboard/assets/{name}", headers={"authorization": ""})
         assert asset.status_code == 200 and asset.headers["content-type"].startswith(kind)
-    script = (await fake_client.get("/dashboard/assets/admin.js")).text
-    assert "innerHTML" not in script  # every value is written with textContent
+    for name in ("admin.js", "admin_spend.js"):  # every value is written with textContent
+        assert "innerHTML" not in (await fake_client.get(f"/dashboard/assets/{name}")).text
 
 
 async def test_ledger_when_admin_then_newest_rows_first_and_a_key_is_refused(
