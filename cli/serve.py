@@ -9,10 +9,18 @@ from cli.draining import DrainingServer
 from gateway.settings import Settings, load_settings
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+MIN_ADMIN_KEY_CHARS = 16
+
+
 def serve(
     profile: str = typer.Option(None, help="Settings profile (configs/profiles/*.yaml)."),
     host: str = typer.Option(None, help="Bind address (default from settings)."),
     port: int = typer.Option(None, help="Port (default from settings)."),
+    insecure_no_auth: bool = typer.Option(
+        False, "--insecure-no-auth",
+        help="Serve with auth off on a non-loopback address: anyone who reaches it can spend "
+             "tokens, create keys and read every tenant's spend."),
 ) -> None:
     """Serve the OpenAI-compatible API on http://HOST:PORT/v1."""
     from gateway.app import create_app
@@ -20,6 +28,9 @@ def serve(
     from gateway.observability.logging import log_config
 
     settings = load_settings(profile=profile)
+    if problem := unsafe(settings, host or settings.host, insecure_no_auth):
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
     _preflight(settings)
     state = build_state(settings, embedded_models(settings), metered=True)
     app = create_app(state)
@@ -32,6 +43,20 @@ def serve(
         timeout_graceful_shutdown=int(settings.limits.drain_timeout_s),
     )
     DrainingServer(config, state).run()
+
+
+def unsafe(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
+    """Why these settings must not serve on ``host``: auth off beyond loopback (unless the
+    operator insists), or an admin key short enough to guess."""
+    if not settings.auth.enabled:
+        if host in LOOPBACK or insecure_no_auth:
+            return None
+        return (f"auth is off (profile {settings.profile}) and the bind address {host} is not "
+                "loopback: serve a profile with auth on, or pass --insecure-no-auth")
+    key = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else ""
+    if key and len(key) < MIN_ADMIN_KEY_CHARS:
+        return f"the admin key must have at least {MIN_ADMIN_KEY_CHARS} characters"
+    return None
 
 
 def _preflight(settings: Settings) -> None:

@@ -58,7 +58,10 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             if state.metering is not None:
                 await state.metering.stop()
 
-    app = FastAPI(title="llm-gateway", version="0.1.0", lifespan=lifespan)
+    docs = state.settings.api_docs  # off in production profiles: no schema tour for strangers
+    app = FastAPI(title="llm-gateway", version="0.1.0", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.gateway = state
     install_error_handlers(app, on_error=state.observability.on_error)
     app.include_router(health_routes.router)

@@ -185,7 +185,8 @@ class BatchSettings(_Strict):
 
 class ObservabilitySettings(_Strict):
     json_logs: bool = True
-    metrics_require_admin: bool = False  # /metrics needs the admin key (auth on)
+    # /metrics carries tenant names and spend: it needs the admin key (auth on) unless off
+    metrics_require_admin: bool = True
     sample_interval_s: float = Field(2.0, gt=0)  # dashboard history resolution
     history_points: int = Field(1800, ge=10)  # kept in memory: 1 h at 2 s
     window_s: float = Field(30.0, gt=0)  # rates and percentiles over this trailing window
@@ -215,6 +216,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     cors_origins: list[str] = Field(default_factory=list)
+    api_docs: bool = False  # /docs and /openapi.json (the dev and test profiles turn them on)
     observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
     metering: MeteringSettings = MeteringSettings()

@@ -29,7 +29,7 @@ from gateway.serving.registry import ModelRegistry, ServedModel
 from gateway.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-0123456789"
 MODEL = "smollm2-135m-instruct"
 STARTUP_TIMEOUT_S = 540  # below pytest's 600 s per test, which counts fixture setup
 

@@ -1,4 +1,5 @@
-"""``/metrics``: Prometheus text, open by default, admin-only when configured."""
+"""``/metrics``: Prometheus text; it names tenants and their spend, so it needs the admin key
+unless configured open."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from gateway.settings import ObservabilitySettings
 from tests.conftest import ADMIN_KEY, fake_state, make_settings
 
 
-async def test_metrics_when_scraped_without_a_key_then_prometheus_text(
-    fake_client: httpx.AsyncClient,
+async def test_metrics_when_configured_open_then_prometheus_text_without_a_key(
+    fake_engine: FakeEngine,
 ) -> None:
-    response = await fake_client.get("/metrics", headers={"authorization": ""})
+    settings = make_settings(observability=ObservabilitySettings(metrics_require_admin=False))
+    app = create_app(fake_state(fake_engine, settings), manage_engines=False)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://gateway") as client:
+        response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=")
     assert "# TYPE llmgw_requests_total counter" in response.text
@@ -21,11 +26,10 @@ async def test_metrics_when_scraped_without_a_key_then_prometheus_text(
     assert "request_id" not in response.text
 
 
-async def test_metrics_when_admin_required_then_401_without_and_200_with_the_key(
+async def test_metrics_when_defaults_then_401_without_and_200_with_the_admin_key(
     fake_engine: FakeEngine,
 ) -> None:
-    settings = make_settings(observability=ObservabilitySettings(metrics_require_admin=True))
-    app = create_app(fake_state(fake_engine, settings), manage_engines=False)
+    app = create_app(fake_state(fake_engine, make_settings()), manage_engines=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://gateway") as client:
         assert (await client.get("/metrics")).status_code == 401

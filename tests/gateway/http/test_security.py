@@ -18,7 +18,7 @@ from gateway.app import create_app
 from gateway.auth import api_keys, key_store
 from gateway.auth import bearer as bearer_module
 from gateway.metering.tables import ApiKeyRow
-from tests.conftest import MODEL, fake_state, make_settings
+from tests.conftest import ADMIN_KEY, MODEL, fake_state, make_settings
 from tests.gateway.conftest import sqlite_url
 from tests.gateway.metered import ADMIN, bearer, create_key, metered_client, metered_settings
 
@@ -126,7 +126,7 @@ async def test_logs_by_default_hold_no_key_and_no_prompt(
     assert any(r.getMessage() == "request finished" for r in caplog.records)
     text = caplog.text + "".join(str(vars(r)) for r in caplog.records)
     secret = key["key"].partition(".")[2]
-    for forbidden in (prompt, key["key"], secret, "test-admin-key"):
+    for forbidden in (prompt, key["key"], secret, ADMIN_KEY):
         assert forbidden not in text
 
 
