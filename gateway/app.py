@@ -19,6 +19,7 @@ from gateway.http import (
     key_routes,
     metrics_routes,
     openai_routes,
+    responses_routes,
     spend_routes,
     tenant_routes,
 )
@@ -66,6 +67,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     install_error_handlers(app, on_error=state.observability.on_error)
     app.include_router(health_routes.router)
     app.include_router(openai_routes.router)
+    app.include_router(responses_routes.router)
     app.include_router(embeddings_routes.router)
     app.include_router(files_routes.router)
     app.include_router(batches_routes.router)

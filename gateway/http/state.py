@@ -12,6 +12,8 @@ from gateway.auth.bearer import Authenticator
 from gateway.batches.service import Batches
 from gateway.caching.cache import ResponseCache
 from gateway.observability.hub import Observability
+from gateway.responses.service import Responses
+from gateway.responses.store import MemoryResponseStore, ResponseStore, SqlResponseStore
 from gateway.serving.accounting import Accounting, Principal
 from gateway.serving.pipeline import Pipeline
 from gateway.serving.registry import ModelRegistry
@@ -37,6 +39,7 @@ class GatewayState:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     observability: Observability = field(init=False)
     pipeline: Pipeline = field(init=False)  # plan, cache, ticket, run, format
+    responses: Responses = field(init=False)  # the Responses API and its stored responses
 
     def __post_init__(self) -> None:
         self.observability = Observability(self.settings.observability, self.models,
@@ -46,6 +49,9 @@ class GatewayState:
         self.pipeline = Pipeline(self.models, self.upstreams, self.accounting, self.cache,
                                  self.observability.observe, self.settings.limits,
                                  lambda: self.draining)
+        store: ResponseStore = (MemoryResponseStore() if self.metering is None
+                                else SqlResponseStore(self.metering.database))
+        self.responses = Responses(self.pipeline, store)
 
 
 def gateway_state(request: Request) -> GatewayState:

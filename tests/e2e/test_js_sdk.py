@@ -53,3 +53,13 @@ def test_js_json_schema_when_strict_then_content_validates(live_gateway: LiveGat
     result = run_js(live_gateway, "json-schema")
     assert result["finish_reason"] == "stop"
     jsonschema.validate(json.loads(result["content"]), PERSON)
+
+
+def test_js_responses_stream_when_read_with_the_sdk_helper_then_events_and_final_text(
+    live_gateway: LiveGateway,
+) -> None:
+    result = run_js(live_gateway, "responses-stream")
+    assert result["types"][0] == "response.created"
+    assert result["types"][-1] in ("response.completed", "response.incomplete")
+    assert result["text"] == result["output_text"] and "Paris" in result["text"]
+    assert result["usage"]["output_tokens"] > 0

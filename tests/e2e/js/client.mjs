@@ -68,6 +68,20 @@ const scenarios = {
     });
     return { finish_reason: reply.choices[0].finish_reason, content: reply.choices[0].message.content };
   },
+  // The Responses API's event stream, read by the SDK's helper.
+  async "responses-stream"() {
+    const stream = client.responses.stream({
+      model, input: "What is the capital of France?", max_output_tokens: 30, temperature: 0,
+    });
+    const types = [];
+    let text = "";
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === "response.output_text.delta") text += event.delta;
+    }
+    const final = await stream.finalResponse();
+    return { types, text, output_text: final.output_text, usage: final.usage };
+  },
 };
 
 const name = process.argv[2];
