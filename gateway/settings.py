@@ -78,6 +78,9 @@ class ModelSettings(EngineOptions):
     # vLLM's tool parser for `tool_choice: auto` (hermes, llama3_json, mistral, ...); None:
     # `auto` with tools is refused (required and named choices work through structured outputs).
     tool_parser: str | None = None
+    # Other models or upstreams that answer, in order, when this one cannot (unavailable,
+    # overloaded, or the prompt exceeds its context), before the first token.
+    fallbacks: list[str] = Field(default_factory=list)
     # An embedding model (task: embed) that can shorten its vectors (Matryoshka): the sizes.
     embedding_dimensions: list[int] = Field(default_factory=list)
     # A Jinja chat template file (relative: under configs/) replacing the tokenizer's own.
@@ -106,6 +109,10 @@ class UpstreamSettings(_Strict):
     context_window: int = Field(128_000, ge=16)
     timeout_s: float = Field(120, gt=0)
     connect_timeout_s: float = Field(10, gt=0)
+    retries: int = Field(2, ge=0)  # failures before an answer (unreachable, 5xx) retried
+    breaker_failures: int = Field(5, ge=1)  # failures in a row that open its circuit breaker
+    breaker_cooldown_s: float = Field(30, gt=0)  # how long it is then not called
+    fallbacks: list[str] = Field(default_factory=list)  # tried in order when it cannot answer
 
 
 class AuthSettings(_Strict):
@@ -247,7 +254,21 @@ class Settings(BaseSettings):
         for name, model in self.models.items():
             if model.quantized is not None and model.quantized.base not in self.models:
                 raise ValueError(f"{name}: quantized.base {model.quantized.base!r} is not a model")
+        self._check_fallbacks()
         return self
+
+    def _check_fallbacks(self) -> None:
+        known = set(self.models) | set(self.upstreams)
+        for name, others in self.fallback_routes().items():
+            unknown = [o for o in others if o not in known]
+            if unknown or name in others:
+                raise ValueError(f"{name}: fallbacks {unknown or [name]} are not other models")
+
+    def fallback_routes(self) -> dict[str, tuple[str, ...]]:
+        routes = {name: tuple(m.fallbacks) for name, m in self.models.items() if m.fallbacks}
+        routes.update({name: tuple(u.fallbacks) for name, u in self.upstreams.items()
+                       if u.fallbacks})
+        return routes
 
     def served_models(self) -> list[str]:
         """The models ``serve`` starts engines for (``enabled: true``)."""

@@ -15,6 +15,7 @@ from gateway.observability.hub import Observability
 from gateway.responses.service import Responses
 from gateway.responses.store import MemoryResponseStore, ResponseStore, SqlResponseStore
 from gateway.serving.accounting import Accounting, Principal
+from gateway.serving.fallbacks import Fallbacks
 from gateway.serving.pipeline import Pipeline
 from gateway.serving.registry import ModelRegistry
 from gateway.settings import Settings
@@ -48,7 +49,8 @@ class GatewayState:
             self.settings.response_cache, self.settings.metering.redis_url, self.registry)
         self.pipeline = Pipeline(self.models, self.upstreams, self.accounting, self.cache,
                                  self.observability.observe, self.settings.limits,
-                                 lambda: self.draining)
+                                 lambda: self.draining,
+                                 Fallbacks(self.settings.fallback_routes()))
         store: ResponseStore = (MemoryResponseStore() if self.metering is None
                                 else SqlResponseStore(self.metering.database))
         self.responses = Responses(self.pipeline, store)

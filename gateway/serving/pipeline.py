@@ -17,6 +17,7 @@ an upstream API leaves at the plan step for the relay (same ticket, same settlem
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from gateway.openai.shapes import ChatShape, CompletionShape, Envelope
 from gateway.serving.accounting import Accounting, Principal, Ticket
 from gateway.serving.embedding_run import EmbeddingRun
 from gateway.serving.exchange import EmbeddingExchange, EngineExchange, Exchange
+from gateway.serving.fallbacks import Fallbacks, worth_another_model
 from gateway.serving.formatting.chat import ChatResponder
 from gateway.serving.formatting.completion import CompletionResponder
 from gateway.serving.formatting.responder import Responder
@@ -46,6 +48,7 @@ from gateway.settings import LimitSettings
 from gateway.upstream.registry import Upstream, UpstreamRegistry
 from gateway.upstream.relay import UpstreamRelay
 
+log = logging.getLogger("llm_gateway.serving")
 Body = ChatCompletionRequest | CompletionRequest | EmbeddingsRequest
 Observe = Callable[[str, str, str], RunObserver]  # (request id, model, tenant) -> observer
 # Another API's formatter over the same pipeline (the Responses API): (plan, model) -> it.
@@ -69,6 +72,11 @@ class Call:
         if not self.request_id:
             raise ValueError("a call needs its request id")
 
+    def to_fallback(self, model: str, attempt: int) -> Call:
+        """The same call for another model: its own engine requests and ledger row."""
+        return dataclasses.replace(self, body=self.body.model_copy(update={"model": model}),
+                                   request_id=f"{self.request_id}-fb{attempt}")
+
 
 @dataclass(frozen=True)
 class Dispatch:
@@ -82,7 +90,8 @@ class Dispatch:
 class Pipeline:
     def __init__(self, models: ModelRegistry, upstreams: UpstreamRegistry,
                  accounting: Accounting, cache: ResponseCache, observe: Observe,
-                 limits: LimitSettings, draining: Callable[[], bool]) -> None:
+                 limits: LimitSettings, draining: Callable[[], bool],
+                 fallbacks: Fallbacks | None = None) -> None:
         self.models = models
         self.upstreams = upstreams
         self._accounting = accounting
@@ -90,6 +99,7 @@ class Pipeline:
         self._observe = observe
         self._limits = limits
         self._draining = draining
+        self._fallbacks = fallbacks or Fallbacks()
 
     async def plan(self, body: ChatCompletionRequest | CompletionRequest,
                    model: ModelView) -> GenerationPlan:
@@ -98,8 +108,23 @@ class Pipeline:
         return await plan_completion(body, model, self._limits)
 
     async def serve(self, call: Call) -> Exchange:
+        """Serve the call on its model, or on the first of its fallbacks that can, as long as
+        no token was sent (each attempt is reserved, billed and priced as its own model)."""
         if self._draining():
             raise ServiceUnavailableError("the gateway is shutting down", retry_after=5)
+        chain = self._fallbacks.chain(call.body.model)
+        for attempt, model in enumerate(chain):
+            try:
+                return await self._serve(call if attempt == 0 else
+                                         call.to_fallback(model, attempt))
+            except Exception as exc:
+                if attempt == len(chain) - 1 or not worth_another_model(exc):
+                    raise
+                log.info("%s: %s could not answer (%s); trying %s", call.request_id, model,
+                         type(exc).__name__, chain[attempt + 1])
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _serve(self, call: Call) -> Exchange:
         if (upstream := self.upstreams.find(call.body.model)) is not None:
             if call.own_models_only:
                 raise InvalidRequestError(f"model '{call.body.model}' is relayed to an upstream "

@@ -9,6 +9,7 @@ credentials, a 5xx, a timeout or an unreachable host is a 502 ``upstream_error``
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -22,9 +23,11 @@ from httpx_sse import EventSource
 from gateway.errors import GatewayError, UpstreamError, UpstreamRejectedError
 from gateway.serving.formatting.responder import DONE
 from gateway.settings import UpstreamSettings
+from gateway.upstream.breaker import CircuitBreaker
 from gateway.upstream.tokens import TiktokenCounter, encoding_name_for, offline_encoding
 
 log = logging.getLogger("llm_gateway.upstream")
+RETRY_BACKOFF_S = 0.5  # then 1 s, 2 s, ...
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class UpstreamModel:
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = 120.0
     connect_timeout_s: float = 10.0
+    retries: int = 2  # failures before an answer (unreachable, 5xx) tried again
+    breaker_failures: int = 5  # failures in a row that stop calling it for a while
+    breaker_cooldown_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -52,7 +58,8 @@ class UpstreamModel:
             raise ValueError(f"{name}: environment variable {settings.api_key_env} is not set")
         encoding = offline_encoding(encoding_name_for(upstream_model, settings.encoding))
         return cls(name, settings.base_url.rstrip("/"), upstream_model, TiktokenCounter(encoding),
-                   settings.context_window, key, settings.timeout_s, settings.connect_timeout_s)
+                   settings.context_window, key, settings.timeout_s, settings.connect_timeout_s,
+                   settings.retries, settings.breaker_failures, settings.breaker_cooldown_s)
 
 
 # The upstream's error codes a client may see; any other (or none) becomes ours.
@@ -97,23 +104,23 @@ def _failed(what: str, exc: BaseException) -> UpstreamError:
 
 
 class UpstreamClient:
+    """Failures before an answer (unreachable, 5xx) are retried with backoff; a breaker stops
+    calling an upstream that keeps failing, for a cooldown."""
+
     def __init__(self, model: UpstreamModel,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         headers = {"authorization": f"Bearer {model.api_key}"} if model.api_key else {}
         timeout = httpx.Timeout(model.timeout_s, connect=model.connect_timeout_s)
         self._http = httpx.AsyncClient(base_url=model.base_url, headers=headers,
                                        timeout=timeout, transport=transport)
+        self._retries = model.retries
+        self._breaker = CircuitBreaker(model.breaker_failures, model.breaker_cooldown_s)
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = await self._http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise _failed("could not be reached", exc) from exc
-        if response.status_code >= 400:
-            raise _rejection(response)
+        response = await self._send(path, body, stream=False)
         try:
             payload = response.json()
         except ValueError as exc:
@@ -124,19 +131,42 @@ class UpstreamClient:
 
     async def open_stream(self, path: str, body: dict[str, Any]) -> httpx.Response:
         """Send a streamed request; the caller reads ``chunks`` and must close the response."""
-        request = self._http.build_request("POST", path, json=body,
-                                           headers={"accept": "text/event-stream"})
-        try:
-            response = await self._http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise _failed("could not be reached", exc) from exc
-        if response.status_code >= 400:
+        return await self._send(path, body, stream=True)
+
+    async def _send(self, path: str, body: dict[str, Any], stream: bool) -> httpx.Response:
+        if not self._breaker.allow():
+            raise UpstreamError("the upstream API is unavailable for now (repeated failures)",
+                                retry_after=self._breaker.retry_after_s)
+        headers = {"accept": "text/event-stream"} if stream else {}
+        for attempt in range(self._retries + 1):
             try:
-                await response.aread()
-            finally:
-                await response.aclose()
-            raise _rejection(response)
-        return response
+                response = await self._http.send(
+                    self._http.build_request("POST", path, json=body, headers=headers),
+                    stream=stream)
+            except httpx.HTTPError as exc:
+                error: GatewayError = _failed("could not be reached", exc)
+            else:
+                if response.status_code < 400:
+                    self._breaker.succeeded()
+                    return response
+                error = await _refused(response)
+                if response.status_code < 500:
+                    self._breaker.succeeded()  # the upstream answered: it refused the request
+                    raise error
+            self._breaker.failed()
+            if attempt < self._retries and self._breaker.allow():
+                await asyncio.sleep(RETRY_BACKOFF_S * 2**attempt)
+            else:
+                break
+        raise error
+
+
+async def _refused(response: httpx.Response) -> GatewayError:
+    try:
+        await response.aread()
+    finally:
+        await response.aclose()
+    return _rejection(response)
 
 
 async def chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

@@ -53,6 +53,7 @@ class UpstreamRelay:
         self._failed = False
         self._settled: Settled | None = None
         self._last: dict[str, Any] = {}
+        self._payload: dict[str, Any] | None = None  # a non-streamed answer, once fetched
         self.stream = plan.stream
         self.headers: dict[str, str] = {}
 
@@ -100,28 +101,26 @@ class UpstreamRelay:
 
     async def complete(self, disconnected: Disconnected | None = None,
                        timeout_s: float | None = None) -> Completed | None:
-        """A non-streamed request: the upstream's response with our model name and cost
-        (the upstream client's own timeout bounds it)."""
-        del disconnected, timeout_s
-        try:
-            payload = await self._client.post(self._path, self._upstream_body(stream=False))
-        except BaseException:
-            self._failed = True
-            await self.settle()
-            raise
-        self._received.add(payload, streamed=False)
+        """A non-streamed request: the upstream's answer (fetched by ``prime``) with our
+        model name and cost."""
+        del disconnected, timeout_s  # the upstream client's own timeout bounded the call
+        assert self._payload is not None, "prime() first"
+        self._received.add(self._payload, streamed=False)
         self._ttft = time.monotonic() - self._started
         settled = await self.settle()
-        body = {**payload, "model": self._model.name, "usage": self._usage(settled)}
+        body = {**self._payload, "model": self._model.name, "usage": self._usage(settled)}
         return Completed(body, settled)
 
     async def prime(self) -> None:
-        """Open the upstream stream, so that its refusal still gets a clean status code."""
-        if not self.stream:
-            return
+        """Send the request, so that the upstream's refusal or failure still gets a clean
+        status code (and the pipeline may try a fallback) before anything is answered."""
         try:
-            self._response = await self._client.open_stream(self._path,
-                                                            self._upstream_body(stream=True))
+            if self.stream:
+                self._response = await self._client.open_stream(
+                    self._path, self._upstream_body(stream=True))
+            else:
+                self._payload = await self._client.post(self._path,
+                                                         self._upstream_body(stream=False))
         except BaseException:
             self._failed = True
             await self.settle()

@@ -161,7 +161,7 @@ gateway-only change (routing, tool parser, chat template) never restarts an engi
 tests/helm/test_chart.py checks this list against the settings.
 */}}
 {{- define "llm-gateway.gatewaySettingKeys" -}}
-enabled quantized replicas replicas_dns routing tool_parser chat_template embedding_dimensions
+enabled quantized replicas replicas_dns routing tool_parser chat_template embedding_dimensions fallbacks
 {{- end -}}
 
 {{/* The settings environment shared by gateway and engine containers. */}}

@@ -30,6 +30,7 @@ CACHED_TOKENS = 400
 class Behaviour:
     send_usage: bool = True
     fail_status: int | None = None
+    fail_times: int | None = None  # fail only the first this many requests (None: all)
     token_delay_s: float = 0.0
     seen: list[dict[str, Any]] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,7 +83,8 @@ def upstream_app(behaviour: Behaviour) -> FastAPI:
                                "authorization": request.headers.get("authorization")})
         if request.headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
-        if behaviour.fail_status is not None:
+        failing = behaviour.fail_times is None or len(behaviour.seen) <= behaviour.fail_times
+        if behaviour.fail_status is not None and failing:
             error = {"message": f"upstream says no ({behaviour.fail_status})",
                      "type": "invalid_request_error", "param": "messages", "code": "nope"}
             return JSONResponse({"error": error}, behaviour.fail_status,

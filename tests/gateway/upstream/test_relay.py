@@ -269,3 +269,45 @@ async def test_chat_when_body_has_account_or_privacy_fields_then_they_stay_here(
         sent = behaviour.seen[0]["body"]
         assert not {"service_tier", "store", "user", "top_k", "metadata"} & set(sent)
         assert sent["temperature"] == 0.5 and sent["messages"] == CHAT["messages"]
+
+
+async def test_request_when_upstream_fails_twice_then_retried_and_answered(
+    database_url: str,
+) -> None:
+    behaviour = Behaviour(fail_status=503, fail_times=2)
+    async with relayed(database_url, behaviour) as (client, state, key):
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        assert len(behaviour.seen) == 3  # two failures, retried with backoff, then the answer
+        row = await settled_row(state, response.headers["x-request-id"])
+        assert row.status == "length" and row.completion_tokens == 6
+
+
+async def test_upstream_when_it_keeps_failing_then_the_breaker_stops_calling_it(
+    database_url: str,
+) -> None:
+    behaviour = Behaviour(fail_status=500)
+    async with running_upstream(behaviour) as url, metered_client(
+            FakeEngine(MODEL), upstream_settings(database_url, url, retries=0,
+                                                 breaker_failures=2,
+                                                 breaker_cooldown_s=60)) as (client, _state):
+        key = await create_key(client, "acme")
+        codes = [(await client.post("/v1/chat/completions", json=CHAT,
+                                    headers=bearer(key))).status_code for _ in range(4)]
+        assert codes == [502] * 4
+        assert len(behaviour.seen) == 2  # the breaker opened after two failures
+
+
+async def test_upstream_when_down_and_a_local_fallback_is_listed_then_it_answers(
+    database_url: str,
+) -> None:
+    behaviour = Behaviour(fail_status=503)
+    async with running_upstream(behaviour) as url, metered_client(
+            FakeEngine(MODEL), upstream_settings(database_url, url, retries=1,
+                                                 fallbacks=[MODEL])) as (client, state):
+        key = await create_key(client, "acme")
+        response = await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        assert response.status_code == 200 and response.json()["model"] == MODEL
+        assert len(behaviour.seen) == 2  # the upstream was tried (and retried) first
+        row = await metering_of(state).ledger.row(response.headers["x-request-id"] + "-fb1")
+        assert row is not None and row.model == MODEL
