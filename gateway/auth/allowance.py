@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-from gateway.limits.quota import UNLIMITED, Claim, Quota, Subject
+from gateway.limits.quota import MAX_COUNT, UNLIMITED, Claim, Quota, Subject
 from gateway.metering.pricing import from_pico, to_pico, usd_text
 
 RESERVED_TENANTS = frozenset({"admin", "anonymous"})  # the admin's and auth-off requests
@@ -57,8 +57,8 @@ class Allowance:
                 raise ValueError("models lists at least one model (leave it out for all)")
             if any(not m or len(m) > MAX_MODEL_NAME for m in self.models):
                 raise ValueError(f"a model name has 1 to {MAX_MODEL_NAME} characters")
-        if self.max_parallel is not None and self.max_parallel < 1:
-            raise ValueError("max_parallel_requests must be at least 1")
+        if self.max_parallel is not None and not 1 <= self.max_parallel <= MAX_COUNT:
+            raise ValueError(f"max_parallel_requests must be between 1 and {MAX_COUNT}")
         if self.revision < 0:
             raise ValueError("revision must be >= 0")
 

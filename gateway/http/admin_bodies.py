@@ -15,10 +15,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 from gateway.auth.allowance import Allowance, models_of
 from gateway.auth.key_records import KeyTerms
 from gateway.auth.tenant_store import TenantTerms
-from gateway.limits.quota import Quota
+from gateway.limits.quota import MAX_BUDGET_USD, MAX_COUNT, Quota
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MAX_BUDGET_USD = Decimal(1_000_000)
 MAX_GRACE_S = 30 * 86400
 
 
@@ -33,9 +32,10 @@ class AllowanceBody(BaseModel):
 
     budget_usd: Decimal | None = Field(None, ge=0, le=MAX_BUDGET_USD, decimal_places=12)
     budget_period: Literal["day", "month"] = "month"
-    rpm: int | None = Field(None, ge=1)
-    tpm: int | None = Field(None, ge=1)
-    max_parallel_requests: int | None = Field(None, ge=1)
+    # bounded by what the ledger's columns hold: a larger number is a 400, never a 500
+    rpm: int | None = Field(None, ge=1, le=MAX_COUNT)
+    tpm: int | None = Field(None, ge=1, le=MAX_COUNT)
+    max_parallel_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
     models: list[ModelName] | None = Field(None, min_length=1, max_length=1024)
     metadata: dict[str, Any] | None = None
 

@@ -20,6 +20,9 @@ Period = Literal["day", "month"]
 PERIODS: tuple[Period, ...] = ("day", "month")
 Scope = Literal["key", "tenant"]
 WINDOW_S = 60  # RPM and TPM use fixed one-minute windows
+MAX_COUNT = 2**31 - 1  # RPM, TPM, parallel requests: the ledger's INTEGER columns hold them
+# Budgets are held as nano-dollars in Redis's Lua numbers (exact below 2**53): 1e15 fits.
+MAX_BUDGET_USD = Decimal(1_000_000)
 
 
 def to_nano_ceil(usd: Decimal) -> int:
@@ -36,11 +39,11 @@ class Quota:
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1")
+            if value is not None and not 1 <= value <= MAX_COUNT:
+                raise ValueError(f"{name} must be between 1 and {MAX_COUNT}")
         if self.budget_usd is not None and (not self.budget_usd.is_finite()
-                                            or self.budget_usd < 0):
-            raise ValueError("budget_usd must be a finite amount >= 0")
+                                            or not 0 <= self.budget_usd <= MAX_BUDGET_USD):
+            raise ValueError(f"budget_usd must be an amount from 0 to {MAX_BUDGET_USD}")
         if self.budget_period not in PERIODS:
             raise ValueError(f"budget_period must be one of {PERIODS}")
 
@@ -84,8 +87,8 @@ class Claim:
     revision: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_parallel is not None and self.max_parallel < 1:
-            raise ValueError("max_parallel must be at least 1")
+        if self.max_parallel is not None and not 1 <= self.max_parallel <= MAX_COUNT:
+            raise ValueError(f"max_parallel must be between 1 and {MAX_COUNT}")
 
     @property
     def limited(self) -> bool:
