@@ -18,47 +18,60 @@ from engine.protocol import (
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length", "abort": "abort"}
 
 
-def _structured(structured: StructuredOutput | None) -> Any:
+def finish_reason(reason: str | None) -> FinishReason | None:
+    """vLLM's finish reason in ours (any other reason vLLM gives is an error)."""
+    return _FINISH.get(reason, "error") if reason else None
+
+
+def structured_json(structured: StructuredOutput | None) -> dict[str, Any] | None:
+    """vLLM's ``StructuredOutputsParams`` fields for one constraint (JSON-ready)."""
     if structured is None:
         return None
-    from vllm.sampling_params import StructuredOutputsParams
-
     if structured.kind == "json_object":
-        return StructuredOutputsParams(json_object=True)
+        return {"json_object": True}
     if structured.kind == "choice":
-        return StructuredOutputsParams(choice=list(structured.choices))
-    constraint: dict[str, Any] = {structured.kind: structured.spec}
-    return StructuredOutputsParams(**constraint)
+        return {"choice": list(structured.choices)}
+    return {structured.kind: structured.spec}
+
+
+def sampling_json(spec: SamplingSpec) -> dict[str, Any]:
+    """vLLM's ``SamplingParams`` fields for ``spec``, JSON-ready: the one mapping, used for
+    the in-process engine and as the ``sampling_params`` of vLLM's token-in/token-out API."""
+    fields: dict[str, Any] = {
+        "n": spec.n,
+        "temperature": spec.temperature,
+        "top_p": spec.top_p,
+        "max_tokens": spec.max_tokens,
+        "stop": list(spec.stop) or None,
+        "seed": spec.seed,
+        "presence_penalty": spec.presence_penalty,
+        "frequency_penalty": spec.frequency_penalty,
+        "logprobs": spec.logprobs,
+        "logit_bias": dict(spec.logit_bias) or None,
+        "structured_outputs": structured_json(spec.structured),
+        "ignore_eos": spec.ignore_eos,
+        "top_k": spec.top_k,
+        "min_p": spec.min_p,
+        "repetition_penalty": spec.repetition_penalty,
+        "min_tokens": spec.min_tokens,
+        "stop_token_ids": list(spec.stop_token_ids) or None,
+        "include_stop_str_in_output": spec.include_stop_str_in_output,
+        "skip_special_tokens": spec.skip_special_tokens,
+        "spaces_between_special_tokens": spec.spaces_between_special_tokens,
+        "bad_words": list(spec.bad_words) or None,
+        "allowed_token_ids": (None if spec.allowed_token_ids is None
+                              else list(spec.allowed_token_ids)),
+    }
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def to_sampling_params(spec: SamplingSpec) -> Any:
-    from vllm.sampling_params import RequestOutputKind, SamplingParams
+    from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
-    return SamplingParams(
-        n=spec.n,
-        temperature=spec.temperature,
-        top_p=spec.top_p,
-        max_tokens=spec.max_tokens,
-        stop=list(spec.stop) or None,
-        seed=spec.seed,
-        presence_penalty=spec.presence_penalty,
-        frequency_penalty=spec.frequency_penalty,
-        logprobs=spec.logprobs,
-        logit_bias=dict(spec.logit_bias) or None,
-        structured_outputs=_structured(spec.structured),
-        ignore_eos=spec.ignore_eos,
-        top_k=spec.top_k,
-        min_p=spec.min_p,
-        repetition_penalty=spec.repetition_penalty,
-        min_tokens=spec.min_tokens,
-        stop_token_ids=list(spec.stop_token_ids) or None,
-        include_stop_str_in_output=spec.include_stop_str_in_output,
-        skip_special_tokens=spec.skip_special_tokens,
-        spaces_between_special_tokens=spec.spaces_between_special_tokens,
-        bad_words=list(spec.bad_words) or None,
-        allowed_token_ids=None if spec.allowed_token_ids is None else list(spec.allowed_token_ids),
-        output_kind=RequestOutputKind.DELTA,
-    )
+    fields = sampling_json(spec)
+    if (structured := fields.pop("structured_outputs", None)) is not None:
+        fields["structured_outputs"] = StructuredOutputsParams(**structured)
+    return SamplingParams(**fields, output_kind=RequestOutputKind.DELTA)
 
 
 def _token_logprobs(token_ids: list[int], entries: Any, k: int) -> tuple[TokenLogprob, ...]:
@@ -92,13 +105,12 @@ def to_engine_output(out: Any, top_logprobs: int) -> EngineOutput:
         logprobs = None
         if completion.logprobs is not None:
             logprobs = _token_logprobs(token_ids, completion.logprobs, top_logprobs)
-        reason = completion.finish_reason
         choices.append(ChoiceDelta(
             index=completion.index,
             token_ids=tuple(token_ids),
             text=completion.text,
             logprobs=logprobs,
-            finish_reason=_FINISH.get(reason, "error") if reason else None,
+            finish_reason=finish_reason(completion.finish_reason),
         ))
     return EngineOutput(
         request_id=out.request_id,
