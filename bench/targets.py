@@ -10,7 +10,6 @@ vLLM's engine-core and worker processes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import secrets
 import signal
@@ -30,6 +29,7 @@ import yaml
 
 from bench.load import Endpoint
 from engine.config import EngineConfig, SpeculationConfig
+from engine.vllm_args import vllm_serve_args
 from gateway.settings import Settings, default_config_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,24 +144,6 @@ def engine_config(spec: TargetSpec, opts: LaunchOptions) -> EngineConfig:
     return config
 
 
-def vllm_server_args(config: EngineConfig) -> list[str]:
-    """The engine's own ``AsyncEngineArgs`` as ``api_server`` command-line flags."""
-    args: list[str] = []
-    for key, value in config.engine_args_kwargs().items():
-        if value is None or value is False:  # False is each of these flags' default
-            continue
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            args.append(flag)
-        elif isinstance(value, list):
-            args += [flag, *map(str, value)]
-        elif isinstance(value, dict):
-            args += [flag, json.dumps(value)]
-        else:
-            args += [flag, str(value)]
-    return args
-
-
 class RunningTarget:
     """A started server process and the endpoint that reaches it."""
 
@@ -252,7 +234,7 @@ def started(spec: TargetSpec, opts: LaunchOptions) -> Iterator[RunningTarget]:
             config = engine_config(spec, opts)
             env.update(config.cpu.environment())
             command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-                       *vllm_server_args(config), "--host", "127.0.0.1", "--port", str(port),
+                       *vllm_serve_args(config), "--host", "127.0.0.1", "--port", str(port),
                        "--disable-uvicorn-access-log"]
             endpoint = Endpoint(spec.name, base + "/v1", spec.model)
             target = RunningTarget(endpoint, None, log_path, None)

@@ -1,4 +1,4 @@
-"""A uvicorn server that drains on SIGTERM/SIGINT: the gateway's and the engine server's.
+"""A uvicorn server that drains on SIGTERM/SIGINT (the gateway's).
 
 The first signal marks the app ``draining`` (new requests get 503, ``/ready`` turns 503),
 then uvicorn waits for requests in flight up to its graceful-shutdown timeout and cancels

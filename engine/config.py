@@ -25,6 +25,7 @@ Dtype = Literal["float32", "bfloat16", "float16", "auto"]
 Task = Literal["generate", "embed"]
 SpeculationMethod = Literal["none", "ngram", "draft_model", "eagle", "eagle3"]
 DraftUnderLoad = Literal["skip", "fill"]
+SchedulingPolicy = Literal["fcfs", "priority"]
 DRAFT_METHODS = ("draft_model", "eagle", "eagle3")  # speculation from a model in draft_path
 
 
@@ -124,11 +125,19 @@ class EngineOptions:
     quantization: str | None = None  # passed to vLLM (compressed-tensors checkpoints need none)
     gpu_memory_utilization: Annotated[float, Interval(gt=0, le=1)] = 0.9
     tensor_parallel_size: Annotated[int, Ge(1)] = 1
+    # "priority": requests with a higher priority value (batch lines) wait behind the others
+    # (vLLM's --scheduling-policy); "fcfs": priorities are not sent to the engine at all.
+    scheduling_policy: SchedulingPolicy = "fcfs"
     speculation: SpeculationConfig = field(default_factory=SpeculationConfig)
     cpu: CpuConfig = field(default_factory=CpuConfig)
 
     def __post_init__(self) -> None:
         check_fields(self, EngineOptions)
+
+    @property
+    def priority_scheduling(self) -> bool:
+        """Whether the engine orders requests by priority (else none is sent)."""
+        return self.scheduling_policy == "priority"
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,8 @@ class EngineConfig(EngineOptions):
         return cls(model_name, model_path, **chosen)
 
     def engine_args_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs``."""
+        """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs`` (and, as flags,
+        for ``vllm serve``: engine/vllm_args.py)."""
         return {
             "model": str(self.model_path),
             "served_model_name": [self.model_name],
@@ -168,6 +178,7 @@ class EngineConfig(EngineOptions):
             "quantization": self.quantization,
             "gpu_memory_utilization": self.gpu_memory_utilization,
             "tensor_parallel_size": self.tensor_parallel_size,
+            "scheduling_policy": self.scheduling_policy,
             "speculative_config": self.speculation.to_vllm(),
             "additional_config": self.speculation.vllm_additional_config(),
             "seed": self.seed,

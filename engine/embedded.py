@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -145,7 +146,7 @@ class EmbeddedEngine:
         try:
             params = to_sampling_params(request.sampling)
             async for out in llm.generate(
-                prompt, params, request.request_id, priority=request.priority
+                prompt, params, request.request_id, priority=self._priority(request.priority)
             ):
                 yield to_engine_output(out, request.sampling.logprobs or 0)
         except EngineDeadError as exc:
@@ -158,7 +159,8 @@ class EmbeddedEngine:
         from vllm.v1.engine.exceptions import EngineDeadError
 
         try:
-            return await pool(llm, request)
+            return await pool(llm, dataclasses.replace(
+                request, priority=self._priority(request.priority)))
         except EngineDeadError as exc:
             raise EngineUnavailableError(f"engine for {self.model_name} died: {exc}") from exc
 
@@ -181,6 +183,10 @@ class EmbeddedEngine:
         if self._llm is not None:
             unfinished = self._llm.output_processor.get_num_unfinished_requests()  # type: ignore[no-untyped-call]
         return self._stats.snapshot(unfinished)
+
+    def _priority(self, priority: int) -> int:
+        """vLLM refuses a priority unless it schedules by priority: then none is sent."""
+        return priority if self._config.priority_scheduling else 0
 
     def _require(self) -> AsyncLLM:
         llm = self._llm

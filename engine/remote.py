@@ -1,21 +1,24 @@
-"""One engine replica over HTTP: the ``Engine`` protocol against ``llm-gateway engine serve``.
+"""One stock vLLM replica over HTTP (``vllm serve``): the ``Engine`` protocol on vLLM's own API.
 
-``generate`` streams the server's SSE events back as ``EngineOutput``s; closing the stream
-(client gone, gateway abort) closes the HTTP response, which aborts the request on the
-replica. Any transport failure is an ``EngineUnavailableError``: the router may retry it
-elsewhere when nothing was streamed yet.
+``generate`` streams ``POST /inference/v1/generate`` (engine/vllm_http.py) back as
+``EngineOutput``s; ``abort`` asks the replica to stop the request, which then streams its
+final chunk (the tokens made before the abort are billed). A stream that does not end within
+``ABORT_GRACE_S`` of an abort is closed, which vLLM also treats as an abort.
+``probe`` reads ``/health`` and ``/metrics`` (load and counters). Every request carries the
+replica's API key (``Authorization: Bearer``). Any transport failure is an
+``EngineUnavailableError``: the router may retry it elsewhere when nothing was streamed yet.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any
+from dataclasses import dataclass
 
 import httpx
 
-from engine.errors import EngineRequestError, EngineUnavailableError
+from engine.errors import EngineUnavailableError
 from engine.protocol import (
     EmbeddingOutput,
     EmbeddingRequest,
@@ -23,9 +26,21 @@ from engine.protocol import (
     EngineStats,
     GenerationRequest,
 )
-from engine.wire import embedding_from_wire, encode, output_from_wire, stats_from_wire
+from engine.replica_metrics import stats_from_metrics
+from engine.vllm_http import (
+    ABORT_PATH,
+    EMBED_PATH,
+    GENERATE_PATH,
+    StreamDecoder,
+    abort_body,
+    embed_body,
+    embedding_from_body,
+    generate_body,
+    status_error,
+)
 
 PROBE_TIMEOUT_S = 5.0
+ABORT_GRACE_S = 5.0
 
 
 def default_client() -> httpx.AsyncClient:
@@ -36,19 +51,50 @@ def default_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(timeout=timeout, limits=limits)
 
 
-class RemoteEngine:
-    """A replica at ``base_url``; ``probe`` refreshes its readiness and stats."""
+@dataclass(frozen=True)
+class ReplicaAccess:
+    """How to talk to a model's replicas: the API key they require, whether they schedule
+    by priority (``--scheduling-policy priority``; otherwise priorities are not sent)."""
 
-    def __init__(
-        self, base_url: str, model_name: str, max_model_len: int, client: httpx.AsyncClient
-    ) -> None:
+    api_key: str | None = None
+    priority_scheduling: bool = False
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("a replica API key must not be blank")
+
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+
+@dataclass
+class _Open:
+    """A generation in flight on this replica; ``deadline`` (loop time) once aborted."""
+
+    deadline: float | None = None
+
+    @property
+    def aborted(self) -> bool:
+        return self.deadline is not None
+
+
+class RemoteEngine:
+    """A replica at ``base_url``; ``probe`` refreshes its readiness, load and counters."""
+
+    def __init__(self, base_url: str, model_name: str, max_model_len: int,
+                 client: httpx.AsyncClient, access: ReplicaAccess | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._model_name = model_name
         self._max_model_len = max_model_len
         self._client = client
+        self._access = access or ReplicaAccess()
         self._stats = EngineStats(0, 0, 0.0, 0, 0, 0)
         self._ready = False
-        self.outstanding = 0  # generate streams open on this replica, from this gateway
+        self._open: dict[str, _Open] = {}
+        self.outstanding = 0  # requests open on this replica, from this gateway
+        self.outstanding_at_probe = 0
+        self.last_error: str | None = None
+        self.errors_total = 0
 
     @property
     def model_name(self) -> str:
@@ -70,108 +116,110 @@ class RemoteEngine:
     def stats(self) -> EngineStats:
         return self._stats
 
-    async def probe(self) -> bool:
-        """Ask ``/ready``; remember readiness and the replica's own counters."""
-        try:
-            response = await self._client.get(f"{self.base_url}/ready", timeout=PROBE_TIMEOUT_S)
-            body: dict[str, Any] = response.json()
-        except (httpx.HTTPError, ValueError):
-            self._ready = False
-            return False
-        if isinstance(body.get("stats"), dict):
-            self._stats = stats_from_wire(body["stats"])
-        self._ready = response.status_code == 200 and bool(body.get("ready"))
-        return self._ready
+    @property
+    def load(self) -> int:
+        """Requests on the replica now: this gateway's own, plus what others sent (as of the
+        last probe: what the replica ran and queued beyond this gateway's share then)."""
+        others = self._stats.running + self._stats.waiting - self.outstanding_at_probe
+        return self.outstanding + max(0, others)
 
-    def mark_unready(self) -> None:
-        self._ready = False
+    async def probe(self) -> bool:
+        """``/health`` then ``/metrics``: readiness, load and the replica's counters."""
+        outstanding = self.outstanding
+        try:
+            health = await self._client.get(f"{self.base_url}/health", timeout=PROBE_TIMEOUT_S)
+            metrics = await self._client.get(f"{self.base_url}/metrics",
+                                             timeout=PROBE_TIMEOUT_S)
+            stats = stats_from_metrics(metrics.text) if metrics.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            return self._failed(f"probe: {exc!r}")
+        if health.status_code != 200:
+            return self._failed(f"/health answered {health.status_code}")
+        if stats is not None:
+            self._stats, self.outstanding_at_probe = stats, outstanding
+        self._ready = True
+        return True
+
+    def _failed(self, reason: str) -> bool:
+        self._ready, self.last_error = False, reason
+        return False
+
+    def mark_failed(self, reason: str) -> None:
+        self.errors_total += 1
+        self._failed(reason)
 
     async def abort(self, request_id: str) -> None:
+        running = self._open.get(request_id)
+        if running is None or running.aborted:
+            return
+        running.deadline = asyncio.get_running_loop().time() + ABORT_GRACE_S
         with contextlib.suppress(httpx.HTTPError):  # a dead replica took its requests along
-            await self._client.post(f"{self.base_url}/v1/abort/{request_id}",
-                                    timeout=PROBE_TIMEOUT_S)
+            await self._client.post(f"{self.base_url}{ABORT_PATH}", json=abort_body(request_id),
+                                    headers=self._access.headers(), timeout=PROBE_TIMEOUT_S)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
         self.outstanding += 1
         try:
-            response = await self._client.post(f"{self.base_url}/v1/embed", json=encode(request))
+            response = await self._client.post(
+                f"{self.base_url}{EMBED_PATH}", headers=self._access.headers(),
+                json=embed_body(request, priority=self._access.priority_scheduling))
         except httpx.HTTPError as exc:
-            self._ready = False
             raise EngineUnavailableError(f"replica {self.base_url}: {exc!r}") from exc
         finally:
             self.outstanding -= 1
         if response.status_code != 200:
-            raise _status_error(response)
-        return embedding_from_wire(response.json())
+            raise status_error(response.status_code, response.text, self.base_url)
+        return embedding_from_body(request, response.json())
 
     async def generate(self, request: GenerationRequest) -> AsyncGenerator[EngineOutput, None]:
         self.outstanding += 1
+        running = self._open.setdefault(request.request_id, _Open())
         try:
-            async for out in self._generate(request):
+            async for out in self._generate(request, running):
                 yield out
         finally:
             self.outstanding -= 1
+            self._open.pop(request.request_id, None)
 
-    async def _generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
-        url = f"{self.base_url}/v1/generate"
-        finished = False
+    async def _generate(self, request: GenerationRequest,
+                        running: _Open) -> AsyncIterator[EngineOutput]:
+        decoder = StreamDecoder(request, self.base_url)
+        body = generate_body(request, priority=self._access.priority_scheduling)
         try:
-            async with self._client.stream("POST", url, json=encode(request)) as response:
+            async with self._client.stream("POST", f"{self.base_url}{GENERATE_PATH}", json=body,
+                                           headers=self._access.headers()) as response:
                 if response.status_code != 200:
                     await response.aread()
-                    raise _status_error(response)
-                async for event, data in _sse_events(response):
-                    if event == "error":
-                        raise _in_band_error(data)
-                    out = output_from_wire(json.loads(data))
-                    finished = out.finished
-                    yield out
+                    raise status_error(response.status_code, response.text, self.base_url)
+                async for data in _until_deadline(_data_lines(response), running):
+                    if (out := decoder.feed(data)) is not None:
+                        yield out
         except httpx.HTTPError as exc:
-            self._ready = False
-            raise EngineUnavailableError(f"replica {self.base_url}: {exc!r}") from exc
-        if not finished:
-            raise EngineUnavailableError(f"replica {self.base_url} ended the stream early")
+            if not running.aborted:  # a stream closed after an abort ended as asked
+                raise EngineUnavailableError(f"replica {self.base_url}: {exc!r}") from exc
+        yield decoder.finish(aborted=running.aborted)
 
 
-async def _sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
-    """``(event, data)`` pairs of a ``text/event-stream`` (comments and pings skipped)."""
-    event, data = "message", list[str]()
+async def _until_deadline(lines: AsyncIterator[str], running: _Open) -> AsyncIterator[str]:
+    """``lines`` until they end, or until the deadline of an abort the replica ignores."""
+    while True:
+        try:
+            if running.deadline is None:
+                line = await anext(lines)
+            else:
+                remaining = running.deadline - asyncio.get_running_loop().time()
+                line = await asyncio.wait_for(anext(lines), max(0.0, remaining))
+        except (StopAsyncIteration, TimeoutError):
+            return
+        yield line
+
+
+async def _data_lines(response: httpx.Response) -> AsyncIterator[str]:
+    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]``."""
     async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", list[str]()
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-    if data:
-        yield event, "\n".join(data)
-
-
-def _message(body: str) -> tuple[str, str | None]:
-    try:
-        error = json.loads(body)["error"]
-        param = error.get("param")
-        return str(error["message"]), param if isinstance(param, str) else None
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return body[:200], None
-
-
-def _status_error(response: httpx.Response) -> Exception:
-    message, param = _message(response.text)
-    if response.status_code == 400:
-        return EngineRequestError(message, param)
-    return EngineUnavailableError(f"replica answered {response.status_code}: {message}")
-
-
-def _in_band_error(data: str) -> Exception:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        body = {"message": data}
-    if body.get("type") == "request":
-        param = body.get("param")
-        return EngineRequestError(str(body.get("message")),
-                                  param if isinstance(param, str) else None)
-    return EngineUnavailableError(f"replica failed mid-stream: {body.get('message')}")
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        yield data

@@ -1,11 +1,12 @@
-"""Several remote replicas of one model behind the one ``Engine`` interface.
+"""Several stock vLLM replicas of one model behind the one ``Engine`` interface.
 
-Each request goes to the replica with the fewest outstanding requests, unless a replica
-already holds the KV cache of the request's leading prompt blocks (prefix affinity: a
-conversation's next turn shares its earlier turns' tokens) and is not much busier.
-A health loop probes every replica's ``/ready`` and re-resolves the replica source; a
-replica that fails is ejected until it answers again, and a request that failed before
-anything was streamed is retried on another replica. Routes never know about any of it.
+Each request goes to the least loaded replica (the requests it runs and queues, from its own
+``/metrics``, plus this gateway's requests sent since), unless a replica already holds the KV
+cache of the request's leading prompt blocks (prefix affinity: a conversation's next turn
+shares its earlier turns' tokens) and is not much busier. A health loop probes every
+replica's ``/health`` and ``/metrics`` and re-resolves the replica source; a replica that
+fails is ejected until it answers again, and a request that failed before anything was
+streamed is retried on another replica. Routes never know about any of it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from engine.protocol import (
     GenerationRequest,
     SamplingSpec,
 )
-from engine.remote import RemoteEngine, default_client
-from engine.wire import merge_stats
+from engine.remote import RemoteEngine, ReplicaAccess, default_client
+from engine.replica_metrics import merge_stats
 
 log = logging.getLogger("llm_gateway.engine.routing")
 AFFINITY_SLACK = 2  # a warm replica may carry this many more requests than the idlest one
@@ -101,18 +102,28 @@ class Replica:
     def url(self) -> str:
         return self.engine.base_url
 
+    def state(self) -> dict[str, object]:
+        """What ``/admin/engines`` shows of this replica."""
+        stats = self.engine.stats()
+        return {"url": self.url, "healthy": self.healthy, "load": self.engine.load,
+                "outstanding": self.engine.outstanding, "running": stats.running,
+                "waiting": stats.waiting, "kv_cache_usage": stats.kv_cache_usage,
+                "errors_total": self.engine.errors_total, "last_error": self.engine.last_error}
+
 
 class ReplicaRouter:
-    """Implements ``Engine`` for a model served by ``llm-gateway engine serve`` replicas."""
+    """Implements ``Engine`` for a model served by stock vLLM replicas (``vllm serve``)."""
 
     def __init__(
         self, model_name: str, max_model_len: int, source: ReplicaSource,
         policy: RoutingPolicy, client: httpx.AsyncClient | None = None,
+        access: ReplicaAccess | None = None,
     ) -> None:
         self._model_name = model_name
         self._max_model_len = max_model_len
         self._source = source
         self._policy = policy
+        self._access = access or ReplicaAccess()
         self._client = client
         self._owns_client = client is None
         self._replicas: dict[str, Replica] = {}
@@ -153,6 +164,9 @@ class ReplicaRouter:
     def stats(self) -> EngineStats:
         return merge_stats([r.engine.stats() for r in self._replicas.values()])
 
+    def replica_states(self) -> list[dict[str, object]]:
+        return [r.state() for r in self._replicas.values()]
+
     async def refresh(self) -> None:
         """Re-resolve the replicas, then probe each one."""
         assert self._client is not None, "start() first"
@@ -161,7 +175,8 @@ class ReplicaRouter:
             del self._replicas[url]  # streams in flight keep their engine object
         for url in urls:
             if url not in self._replicas:
-                engine = RemoteEngine(url, self._model_name, self._max_model_len, self._client)
+                engine = RemoteEngine(url, self._model_name, self._max_model_len, self._client,
+                                      self._access)
                 self._replicas[url] = Replica(engine)
         replicas = list(self._replicas.values())
         results = await asyncio.gather(*(r.engine.probe() for r in replicas))
@@ -182,6 +197,7 @@ class ReplicaRouter:
     def _eject(self, replica: Replica, reason: str) -> None:
         if replica.healthy:
             log.warning("replica %s of %s ejected: %s", replica.url, self._model_name, reason)
+        replica.engine.mark_failed(reason)
         replica.healthy = False
         replica.failures = max(replica.failures, self._policy.eject_after_failures)
 
@@ -199,30 +215,32 @@ class ReplicaRouter:
             return None
         chain = self._affinity.chain(request.prompt_token_ids)
         seed = (chain[0] if chain else 0).to_bytes(8, "big")
-        least = min(candidates, key=lambda r: (r.engine.outstanding,
-                                               _digest(seed, r.url.encode())))
+        least = min(candidates, key=lambda r: (r.engine.load, _digest(seed, r.url.encode())))
         chosen = least
         warm_url = self._affinity.lookup(chain, {r.url for r in candidates})
         if warm_url is not None:
             warm = self._replicas[warm_url]
-            if warm.engine.outstanding <= least.engine.outstanding + AFFINITY_SLACK:
+            if warm.engine.load <= least.engine.load + AFFINITY_SLACK:
                 chosen = warm
         self._affinity.record(chain, chosen.url)
         return chosen
 
-    async def _pick(self, request: GenerationRequest, tried: set[str]) -> Replica:
+    async def _pick(self, request: GenerationRequest, tried: set[str],
+                    failure: EngineUnavailableError | None = None) -> Replica:
+        """The replica for this attempt; none left: the last attempt's failure, if any."""
         replica = self._choose(request, tried)
         if replica is None and not tried:
             await self.refresh()  # e.g. the first request before the first health round
             replica = self._choose(request, tried)
         if replica is None:
-            raise EngineUnavailableError(f"no ready replica of {self._model_name}")
+            raise failure or EngineUnavailableError(f"no ready replica of {self._model_name}")
         return replica
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
         tried: set[str] = set()
+        failure: EngineUnavailableError | None = None
         for attempt in range(1, self._policy.max_attempts + 1):
-            replica = await self._pick(request, tried)
+            replica = await self._pick(request, tried, failure)
             tried.add(replica.url)
             self._serving[request.request_id] = replica
             streamed = False
@@ -238,16 +256,18 @@ class ReplicaRouter:
                 if streamed or attempt == self._policy.max_attempts:
                     raise
                 log.info("retrying %s elsewhere: %s", request.request_id, exc)
+                failure = exc
             finally:
                 self._serving.pop(request.request_id, None)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
         """The least loaded replica; one that fails is ejected and another one tried."""
         tried: set[str] = set()
+        failure: EngineUnavailableError | None = None
         probe = GenerationRequest(request.request_id, request.prompt_token_ids,
                                   SamplingSpec(max_tokens=1))  # routed like its prompt
         for attempt in range(1, self._policy.max_attempts + 1):
-            replica = await self._pick(probe, tried)
+            replica = await self._pick(probe, tried, failure)
             tried.add(replica.url)
             self._serving[request.request_id] = replica
             try:
@@ -256,6 +276,7 @@ class ReplicaRouter:
                 self._eject(replica, str(exc))
                 if attempt == self._policy.max_attempts:
                     raise
+                failure = exc
             finally:
                 self._serving.pop(request.request_id, None)
         raise AssertionError("unreachable: the last attempt raises")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -39,13 +40,22 @@ def embedded_models(settings: Settings) -> ModelRegistry:
 
 
 def _replica_router(settings: Settings, name: str) -> Engine:
+    """The model's stock vLLM replicas, with their API key from ``replica_api_key_env``."""
     from engine.discovery import ReplicaSource
+    from engine.remote import ReplicaAccess
     from engine.routing import ReplicaRouter, RoutingPolicy
 
     model = settings.models[name]
+    key = None
+    if model.replica_api_key_env is not None:
+        key = os.environ.get(model.replica_api_key_env)
+        if not key:
+            raise ValueError(f"model {name}: {model.replica_api_key_env} (its replicas' API key, "
+                             "replica_api_key_env) is not set")
     source = ReplicaSource(tuple(model.replicas), model.replicas_dns)
     policy = RoutingPolicy(**model.routing.model_dump())
-    return ReplicaRouter(name, model.max_model_len, source, policy)
+    access = ReplicaAccess(api_key=key, priority_scheduling=model.priority_scheduling)
+    return ReplicaRouter(name, model.max_model_len, source, policy, access=access)
 
 
 def _batches(settings: Settings, metering: Metering) -> Batches | None:

@@ -70,9 +70,12 @@ class ModelSettings(EngineOptions):
     quantized: QuantizedSettings | None = None
     source: SourceSettings | None = None
     path: Path | None = None  # a prepared Hugging Face folder; default: <model_cache>/<name>
-    # Remote mode: engine replicas (`llm-gateway engine serve`) instead of an embedded engine.
+    # Remote mode: stock vLLM servers (`vllm serve --enable-scale-out`: the chart's engines,
+    # `llm-gateway engine serve`, or a vLLM deployment of your own) instead of an embedded engine.
     replicas: list[str] = Field(default_factory=list)  # base URLs, e.g. http://10.0.0.5:8001
     replicas_dns: str | None = Field(None, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")  # host:port
+    # The environment variable holding the replicas' API key (their --api-key / VLLM_API_KEY).
+    replica_api_key_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # Chat surface (the gateway renders and parses; vLLM generates):
     # vLLM's tool parser for `tool_choice: auto` (hermes, llama3_json, mistral, ...); None:

@@ -21,7 +21,7 @@ from engine.protocol import (
     EngineStats,
     GenerationRequest,
 )
-from engine.wire import encode, output_from_wire
+from gateway.caching.serialization import output_from_json, output_to_json
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,11 @@ class Recording:
             raise ValueError("a recording holds a whole request, ending with its final output")
 
     def to_bytes(self) -> bytes:
-        return json.dumps([encode(o) for o in self.outputs], separators=(",", ":")).encode()
+        return json.dumps([output_to_json(o) for o in self.outputs], separators=(",", ":")).encode()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Recording:
-        return cls(tuple(output_from_wire(item) for item in json.loads(data)))
+        return cls(tuple(output_from_json(item) for item in json.loads(data)))
 
 
 class Recorder:

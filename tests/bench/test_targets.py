@@ -7,10 +7,10 @@ from bench.targets import (
     LaunchOptions,
     TargetSpec,
     engine_config,
-    vllm_server_args,
     write_gateway_config,
 )
 from engine.config import SpeculationConfig
+from engine.vllm_args import vllm_serve_args
 from gateway.settings import load_settings
 from tests.conftest import MODEL
 
@@ -22,7 +22,7 @@ def _options(tmp_path: Path, kv: int | None = 1) -> LaunchOptions:
 def test_engine_direct_gets_the_same_engine_settings_as_flags(tmp_path: Path) -> None:
     spec = TargetSpec("engine", MODEL, SpeculationConfig("ngram"))
     config = engine_config(spec, _options(tmp_path))
-    args = vllm_server_args(config)
+    args = vllm_serve_args(config)
     assert args[args.index("--model") + 1] == str(config.model_path)
     assert args[args.index("--dtype") + 1] == config.dtype
     assert args[args.index("--max-num-seqs") + 1] == str(config.max_num_seqs)

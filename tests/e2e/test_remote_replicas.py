@@ -1,8 +1,10 @@
-"""Remote mode end to end: a gateway routing over two real vLLM CPU engine replicas.
+"""Remote mode end to end: a gateway in front of stock vLLM CPU api_servers.
 
-This module starts two ``llm-gateway engine serve`` processes (two engines: the feature is
-routing between engine replicas, so it cannot use the shared session gateway) plus a
-gateway in remote mode, once for the module. The last test kills one replica with SIGKILL.
+Three replicas start together, once for the module, as a CPU replica starts in production:
+``llm-gateway engine serve`` replaces itself with ``python -m vllm.entrypoints.openai.
+api_server`` and the flags the chart renders for GPU nodes (engine/vllm_args.py), each
+requiring an API key (``VLLM_API_KEY``): two of the chat model (one core each) and one of the
+embedding model. Then a gateway in remote mode. The last test kills a chat replica.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +26,18 @@ import httpx
 import psutil
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.serving.rendering import HfPromptRenderer, RenderedMessage
-from gateway.settings import load_settings
 from tests.conftest import MODEL, REPO, LiveGateway, free_port, start_gateway, stop_gateway
 
+EMBEDDER = "all-minilm-l6-v2"
+KEY = "replica-key-for-the-e2e-test"
+KEY_ENV = "LLMGW_TEST_REPLICA_KEY"
 STARTUP_TIMEOUT_S = 900
-MIN_FREE_GIB = 8
+PRICES = {"prompt": Decimal("0.10"), "completion": Decimal("0.40"), "cached": Decimal("0.05")}
 
-# Two engines start one after the other inside the first test's setup: allow for that.
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.own_engine,
-              pytest.mark.timeout(2 * STARTUP_TIMEOUT_S + 600)]
+              pytest.mark.timeout(STARTUP_TIMEOUT_S + 600)]
 
 
 @dataclass
@@ -42,12 +46,16 @@ class Replica:
     process: subprocess.Popen[bytes]
     log_path: Path
 
-    def readiness(self) -> dict[str, Any]:
-        body: dict[str, Any] = httpx.get(f"{self.url}/ready", timeout=10).json()
-        return body
+    def metric(self, family: str, **labels: str) -> float:
+        """The sum of one of vLLM's own metric families (``/metrics`` needs no key)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return sum(sample.value for f in text_string_to_metric_families(text)
+                   if f.name == family for sample in f.samples
+                   if not sample.name.endswith("_created")
+                   and all(sample.labels.get(k) == v for k, v in labels.items()))
 
-    def requests_total(self) -> int:
-        return int(self.readiness()["requests_total"])
+    def finished(self) -> int:
+        return int(self.metric("vllm:request_success"))
 
     def kill_tree(self) -> None:
         """SIGKILL the server and its engine processes, as when a pod's node dies."""
@@ -65,23 +73,30 @@ class Replica:
 @dataclass
 class Cluster:
     gateway: LiveGateway
-    replicas: list[Replica]
+    replicas: list[Replica]  # the chat model's
+    embedder: Replica
 
 
-def wait_for_memory() -> None:
-    """Each engine takes ~3-5 GB: wait (up to 10 min) for room rather than exhaust the box."""
-    deadline = time.monotonic() + 600
-    while psutil.virtual_memory().available < MIN_FREE_GIB * 2**30 and time.monotonic() < deadline:
-        time.sleep(10)
+def replica_profiles(folder: Path, cores: list[str]) -> None:
+    """Per-replica profiles (the test profile, one core set each) and the gateway's."""
+    test = yaml.safe_load((folder / "profiles" / "test.yaml").read_text())
+    for i, bind in enumerate(cores):
+        profile = yaml.safe_load(yaml.safe_dump(test))
+        chat = profile.setdefault("models", {}).setdefault(MODEL, {})
+        chat["cpu"] = {"threads_bind": bind, "kv_cache_gib": 1, "reserved_cpus": 0}
+        profile["models"][EMBEDDER] = {"cpu": {"threads_bind": bind, "kv_cache_gib": 1,
+                                               "reserved_cpus": 0}}
+        (folder / "profiles" / f"replica-{i}.yaml").write_text(yaml.safe_dump(profile))
 
 
-def start_replica(tmp: Path, name: str, env: dict[str, str]) -> Replica:
-    wait_for_memory()
+def start_replica(folder: Path, tmp: Path, name: str, model: str, profile: str) -> Replica:
     port = free_port()
     log_path = tmp / f"{name}.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "LLMGW_CONFIG_DIR": str(folder), "VLLM_API_KEY": KEY}
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "engine", "serve", "--model", MODEL,
-         "--profile", "test", "--port", str(port), "--drain-s", "10"],
+        [sys.executable, "-m", "cli", "engine", "serve", "--model", model, "--profile", profile,
+         "--port", str(port), "--drain-s", "5"],
         cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
     return Replica(f"http://127.0.0.1:{port}", process, log_path)
@@ -92,43 +107,49 @@ def wait_ready(replica: Replica) -> None:
     while time.monotonic() < deadline:
         if replica.process.poll() is not None:
             raise RuntimeError(replica.log_path.read_text(errors="replace")[-3000:])
-        try:
-            if httpx.get(f"{replica.url}/ready", timeout=5).status_code == 200:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{replica.url}/health", timeout=5).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(2)
     raise RuntimeError(f"replica {replica.url} not ready after {STARTUP_TIMEOUT_S} s")
 
 
-def remote_config(tmp: Path, urls: list[str]) -> Path:
-    """A copy of configs/ whose `remote` profile is the test profile plus replica URLs."""
-    folder = tmp / "configs"
-    shutil.copytree(REPO / "configs", folder)
+def gateway_profile(folder: Path, chat: list[Replica], embedder: Replica) -> None:
     profile = yaml.safe_load((folder / "profiles" / "test.yaml").read_text())
-    model = profile.setdefault("models", {}).setdefault(MODEL, {})
-    model["replicas"] = urls
-    model["routing"] = {"health_interval_s": 0.5, "eject_after_failures": 1}
+    models = profile.setdefault("models", {})
+    routing = {"health_interval_s": 1.0, "eject_after_failures": 2}
+    models.setdefault(MODEL, {}).update(replicas=[r.url for r in chat], routing=routing,
+                                        replica_api_key_env=KEY_ENV)
+    models[EMBEDDER] = {"replicas": [embedder.url], "replica_api_key_env": KEY_ENV}
     (folder / "profiles" / "remote.yaml").write_text(yaml.safe_dump(profile))
-    return folder
+
+
+def core_sets() -> list[str]:
+    cores = sorted(os.sched_getaffinity(0))
+    half = max(1, len(cores) // 2)
+    first, second = cores[:half], cores[half:] or cores[:half]
+    return [",".join(map(str, first)), ",".join(map(str, second))]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp("remote")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    folder = tmp / "configs"
+    shutil.copytree(REPO / "configs", folder)
+    replica_profiles(folder, core_sets())
     replicas: list[Replica] = []
     gateway = None
-    try:
-        for name in ("replica-a", "replica-b"):  # one at a time: starting is the memory peak
-            replicas.append(start_replica(tmp, name, env))
-            wait_ready(replicas[-1])
-        folder = remote_config(tmp, [r.url for r in replicas])
+    try:  # all three load at once: the module's wall time is one load, not three
+        for i, model in enumerate((MODEL, MODEL, EMBEDDER)):
+            replicas.append(start_replica(folder, tmp, f"replica-{i}", model, f"replica-{i % 2}"))
+        for replica in replicas:
+            wait_ready(replica)
+        gateway_profile(folder, replicas[:2], replicas[2])
         gateway = start_gateway(tmp / "gateway.log", {
-            "LLMGW_CONFIG_DIR": str(folder),
+            "LLMGW_CONFIG_DIR": str(folder), KEY_ENV: KEY,
             "LLMGW_METERING__DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'ledger.db'}",
         }, profile="remote")
-        yield Cluster(gateway, replicas)
+        yield Cluster(gateway, replicas[:2], replicas[2])
     finally:
         if gateway is not None:
             stop_gateway(gateway)
@@ -137,14 +158,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 replica.kill_tree()
 
 
-def chat(gateway: LiveGateway, messages: list[dict[str, str]], **extra: Any) -> httpx.Response:
-    body = {"model": MODEL, "messages": messages, "max_tokens": 8, "temperature": 0, **extra}
+def chat(gateway: LiveGateway, content: str, **extra: Any) -> httpx.Response:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": content}],
+            "max_tokens": 8, "temperature": 0, **extra}
     return httpx.post(f"{gateway.v1}/chat/completions", json=body,
                       headers=gateway.admin_headers(), timeout=300)
 
 
-def generation_tokens(replicas: list[Replica]) -> int:
-    return sum(int(r.readiness()["stats"]["generation_tokens_total"]) for r in replicas)
+def complete(gateway: LiveGateway, prompt: str, max_tokens: int = 6) -> httpx.Response:
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0}
+    return httpx.post(f"{gateway.v1}/completions", json=body, headers=gateway.admin_headers(),
+                      timeout=300)
 
 
 def eventually(check: Any, timeout_s: float = 60) -> bool:
@@ -152,42 +176,82 @@ def eventually(check: Any, timeout_s: float = 60) -> bool:
     while time.monotonic() < deadline:
         if check():
             return True
-        time.sleep(0.5)
+        time.sleep(0.25)
     return False
 
 
-def test_remote_usage_is_exact_from_the_replicas_token_ids(cluster: Cluster) -> None:
-    messages = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
-    before = generation_tokens(cluster.replicas)
-    response = chat(cluster.gateway, messages, max_tokens=12)
-    assert response.status_code == 200, response.text
-    usage = response.json()["usage"]
-    assert response.json()["choices"][0]["finish_reason"] == "length"
-    assert usage["completion_tokens"] == 12
-    renderer = HfPromptRenderer.from_folder(load_settings(profile="test").model_path(MODEL))
-    expected_prompt = renderer.render_chat([RenderedMessage("user", messages[0]["content"])])
-    assert usage["prompt_tokens"] == len(expected_prompt)
-    # The replicas' own vLLM counters saw exactly the tokens the gateway billed.
-    assert eventually(lambda: generation_tokens(cluster.replicas) - before == 12)
+def total(replicas: list[Replica], family: str) -> int:
+    return int(sum(r.metric(family) for r in replicas))
 
 
-def test_concurrent_requests_spread_over_both_replicas(cluster: Cluster) -> None:
-    before = [r.requests_total() for r in cluster.replicas]
-    results: list[int] = []
+def test_a_replica_refuses_requests_without_its_api_key(cluster: Cluster) -> None:
+    replica = cluster.replicas[0]
+    body = {"token_ids": [1, 2, 3], "sampling_params": {"max_tokens": 2}}
+    assert httpx.post(f"{replica.url}/inference/v1/generate", json=body).status_code == 401
+    assert httpx.get(f"{replica.url}/v1/models").status_code == 401
+    keyed = httpx.get(f"{replica.url}/v1/models", headers={"authorization": f"Bearer {KEY}"})
+    assert keyed.status_code == 200 and keyed.json()["data"][0]["id"] == MODEL
+    command = " ".join(psutil.Process(replica.process.pid).cmdline())
+    assert "vllm.entrypoints.openai.api_server" in command and "--enable-scale-out" in command
 
-    def one(i: int) -> None:
-        messages = [{"role": "user", "content": f"Request {i}: name a color and a fruit."}]
-        results.append(chat(cluster.gateway, messages, max_tokens=24).status_code)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert results == [200] * 8
-    served = [r.requests_total() - b for r, b in zip(cluster.replicas, before, strict=True)]
-    assert sum(served) == 8
-    assert min(served) >= 1, served
+def test_usage_and_cost_are_exact_to_the_replicas_own_token_counts(cluster: Cluster) -> None:
+    families = ("vllm:prompt_tokens", "vllm:prompt_tokens_cached", "vllm:generation_tokens")
+    before = {f: total(cluster.replicas, f) for f in families}
+    billed = {"prompt": 0, "cached": 0, "completion": 0}
+    text = "Write a long story about a lighthouse keeper and the ships she watches. " * 24
+    for _ in range(2):  # the second turn finds the first one's prefix in the KV cache
+        response = chat(cluster.gateway, text, max_tokens=12, temperature=0.7)
+        assert response.status_code == 200, response.text
+        usage = response.json()["usage"]
+        assert response.json()["choices"][0]["finish_reason"] == "length"
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        expected = ((usage["prompt_tokens"] - cached) * PRICES["prompt"]
+                    + cached * PRICES["cached"]
+                    + usage["completion_tokens"] * PRICES["completion"]).scaleb(-6)
+        assert Decimal(response.headers["x-request-cost"]) == expected
+        billed["prompt"] += usage["prompt_tokens"]
+        billed["cached"] += cached
+        billed["completion"] += usage["completion_tokens"]
+    assert billed["completion"] == 24 and billed["cached"] > 0
+    after = {f: total(cluster.replicas, f) for f in families}
+    assert after["vllm:generation_tokens"] - before["vllm:generation_tokens"] == 24
+    assert after["vllm:prompt_tokens"] - before["vllm:prompt_tokens"] == billed["prompt"]
+    assert after["vllm:prompt_tokens_cached"] - before["vllm:prompt_tokens_cached"] == (
+        billed["cached"])
+
+
+def test_requests_go_to_the_replica_that_reports_less_load(cluster: Cluster) -> None:
+    busy, idle = cluster.replicas
+    stop = threading.Event()
+
+    def load_directly() -> None:  # as another gateway's long request would
+        body = {"model": MODEL, "prompt": "Count:", "max_tokens": 1500, "ignore_eos": True,
+                "stream": True}
+        headers = {"authorization": f"Bearer {KEY}"}
+        with httpx.stream("POST", f"{busy.url}/v1/completions", json=body, headers=headers,
+                          timeout=300) as response:
+            for _ in response.iter_lines():
+                if stop.is_set():
+                    return  # closing the stream aborts it on the replica
+
+    loaders = [threading.Thread(target=load_directly) for _ in range(2)]
+    for loader in loaders:
+        loader.start()
+    try:
+        def seen_by_gateway() -> bool:
+            states = cluster.gateway.engine_stats()["replicas"]
+            return bool(next(s for s in states if s["url"] == busy.url)["load"] >= 2)
+        assert eventually(seen_by_gateway, 30)
+        before = [busy.finished(), idle.finished()]
+        for i in range(3):  # short prompts: no prefix affinity, the load decides
+            assert complete(cluster.gateway, f"Fact {i}:").status_code == 200
+        assert [busy.finished() - before[0], idle.finished() - before[1]] == [0, 3]
+    finally:
+        stop.set()
+        for loader in loaders:
+            loader.join(timeout=60)
+    assert eventually(lambda: busy.metric("vllm:num_requests_running") == 0)
 
 
 def test_conversation_turns_return_to_the_replica_holding_their_prefix(cluster: Cluster) -> None:
@@ -197,78 +261,81 @@ def test_conversation_turns_return_to_the_replica_holding_their_prefix(cluster: 
     ]
     homes = []
     for turn in range(3):
-        before = [r.requests_total() for r in cluster.replicas]
-        response = chat(cluster.gateway, messages, max_tokens=16)
+        before = [r.finished() for r in cluster.replicas]
+        body = {"model": MODEL, "messages": messages, "max_tokens": 12, "temperature": 0}
+        response = httpx.post(f"{cluster.gateway.v1}/chat/completions", json=body,
+                              headers=cluster.gateway.admin_headers(), timeout=300)
         assert response.status_code == 200, response.text
-        after = [r.requests_total() for r in cluster.replicas]
-        homes.append([a - b for a, b in zip(after, before, strict=True)].index(1))
+        served = [r.finished() - b for r, b in zip(cluster.replicas, before, strict=True)]
+        homes.append(served.index(1))
         answer = response.json()["choices"][0]["message"]["content"]
         messages += [{"role": "assistant", "content": answer},
                      {"role": "user", "content": f"And the next one (turn {turn})?"}]
     assert len(set(homes)) == 1, homes
 
 
-def stream_until_closed(gateway: LiveGateway, opened: threading.Event,
-                        close: threading.Event, lines: list[str]) -> None:
-    body = {"model": MODEL, "stream": True, "max_tokens": 1500,
-            "messages": [{"role": "user", "content": "Tell a very long story."}]}
-    try:
-        with httpx.stream("POST", f"{gateway.v1}/chat/completions", json=body,
-                          headers=gateway.admin_headers(), timeout=300) as response:
-            for line in response.iter_lines():
-                lines.append(line)
-                if sum(1 for x in lines if x.startswith("data: ")) >= 4:
-                    opened.set()
-                if close.is_set():
-                    return  # leaving the block closes the connection: a client abort
-    except httpx.HTTPError as exc:
-        lines.append(f"transport error: {exc}")
-    finally:
-        opened.set()
-
-
-def serving_replica(cluster: Cluster) -> Replica:
-    busy = [r for r in cluster.replicas if r.readiness()["in_flight"] > 0]
-    assert len(busy) == 1, [r.readiness()["in_flight"] for r in cluster.replicas]
-    return busy[0]
-
-
-def test_client_abort_reaches_the_replica(cluster: Cluster) -> None:
-    opened, close, lines = threading.Event(), threading.Event(), list[str]()
-    reader = threading.Thread(target=stream_until_closed, args=(cluster.gateway, opened,
-                                                                close, lines))
-    reader.start()
-    assert opened.wait(timeout=300)
-    replica = serving_replica(cluster)
-    assert replica.readiness()["stats"]["unfinished_requests"] == 1
-    close.set()
-    reader.join(timeout=60)
-    assert eventually(lambda: replica.readiness()["in_flight"] == 0)
-    assert eventually(lambda: replica.readiness()["stats"]["unfinished_requests"] == 0)
-
-
-def test_replica_killed_mid_stream_then_new_requests_succeed_on_the_other(
+def test_client_disconnect_aborts_on_the_replica_and_bills_what_it_made(
     cluster: Cluster,
 ) -> None:
-    opened, close, lines = threading.Event(), threading.Event(), list[str]()
-    reader = threading.Thread(target=stream_until_closed, args=(cluster.gateway, opened,
-                                                                close, lines))
-    reader.start()
-    assert opened.wait(timeout=300)
-    victim = serving_replica(cluster)
-    survivor = next(r for r in cluster.replicas if r is not victim)
-    victim.kill_tree()
-    reader.join(timeout=120)
-    assert not reader.is_alive(), "the client stream hung after its replica died"
-    events = [line for line in lines if line.startswith("data: ")]
-    assert events[-1] == "data: [DONE]", lines[-5:]
-    assert any('"error"' in line for line in events)  # the failure is reported in-band
+    before = total(cluster.replicas, "vllm:generation_tokens")
+    body = {"model": MODEL, "stream": True, "max_tokens": 1500, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Tell a very long story."}]}
+    with httpx.stream("POST", f"{cluster.gateway.v1}/chat/completions", json=body,
+                      headers=cluster.gateway.admin_headers(), timeout=300) as response:
+        request_id = response.headers["x-request-id"]
+        for n, _line in enumerate(response.iter_lines()):
+            if n >= 8:
+                break  # leaving the block closes the connection: a client abort
+    assert eventually(lambda: total(cluster.replicas, "vllm:num_requests_running") == 0, 30)
+    row = ledger_row(cluster, request_id)
+    generated = total(cluster.replicas, "vllm:generation_tokens") - before
+    assert row["status"] == "aborted" and 0 < row["completion_tokens"] < 1500
+    assert row["completion_tokens"] == generated  # every token the replica made, no more
 
-    before = survivor.requests_total()
-    for i in range(4):
-        messages = [{"role": "user", "content": f"After the failure, question {i}."}]
-        response = chat(cluster.gateway, messages)
-        assert response.status_code == 200, response.text
-        assert response.json()["usage"]["completion_tokens"] > 0
-    assert survivor.requests_total() - before == 4
+
+def ledger_row(cluster: Cluster, request_id: str) -> dict[str, Any]:
+    import sqlite3
+
+    path = cluster.gateway.env["LLMGW_METERING__DATABASE_URL"].split("///", 1)[1]
+    for _ in range(40):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM ledger WHERE id = ?", (request_id,)).fetchone()
+        if row is not None and row["settled_at"] is not None:
+            return dict(row)
+        time.sleep(0.25)
+    raise AssertionError(f"no settled ledger row for {request_id}")
+
+
+def test_embeddings_are_pooled_by_the_remote_replica(cluster: Cluster) -> None:
+    before = int(cluster.embedder.metric("vllm:prompt_tokens"))
+    response = httpx.post(f"{cluster.gateway.v1}/embeddings", headers=cluster.gateway.
+                          admin_headers(), json={"model": EMBEDDER, "input": ["A cat.", "Dogs."]},
+                          timeout=120)
+    assert response.status_code == 200, response.text
+    vectors = [item["embedding"] for item in response.json()["data"]]
+    assert [len(v) for v in vectors] == [384, 384]
+    assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-3  # normalised by the pooler
+    billed = response.json()["usage"]["prompt_tokens"]
+    assert int(cluster.embedder.metric("vllm:prompt_tokens")) - before == billed
+
+
+def test_replica_killed_then_requests_fail_over_before_their_first_token(
+    cluster: Cluster,
+) -> None:
+    victim, survivor = cluster.replicas
+    before = survivor.finished()
+    victim.kill_tree()  # the gateway still counts it healthy: no health round has failed yet
+    results: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        chat(cluster.gateway, f"After the failure, question {i}."))) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert [r.status_code for r in results] == [200] * 4, [r.text for r in results]
+    assert all(r.json()["usage"]["completion_tokens"] > 0 for r in results)
+    assert survivor.finished() - before == 4
+    states = {s["url"]: s for s in cluster.gateway.engine_stats()["replicas"]}
+    assert not states[victim.url]["healthy"] and states[victim.url]["errors_total"] >= 1
     assert httpx.get(f"{cluster.gateway.base_url}/ready").status_code == 200

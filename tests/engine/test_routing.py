@@ -1,6 +1,6 @@
-"""Routing over replicas (engine/routing.py, engine/discovery.py) with fake-engine servers.
-
-The real two-replica test (vLLM engines, kill -9) is tests/e2e/test_remote_replicas.py.
+"""Routing over replicas (engine/routing.py, engine/discovery.py) with stand-ins for vLLM's
+server (tests/engine/vllm_fake.py). The real two-replica test (stock vLLM api_servers,
+kill -9) is tests/e2e/test_remote_replicas.py.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from engine.discovery import ReplicaSource
 from engine.errors import EngineUnavailableError
 from engine.fake import FakeEngine
 from engine.protocol import EmbeddingRequest, EngineOutput, GenerationRequest, SamplingSpec
+from engine.remote import ReplicaAccess
 from engine.routing import AffinityIndex, ReplicaRouter, RoutingPolicy
-from tests.engine.replica_servers import FakeReplica, fake_replicas
+from tests.engine.vllm_fake import FakeVllm, RunningReplica, fake_vllms
 
 POLICY = RoutingPolicy(affinity_block_tokens=4, health_interval_s=0.05, eject_after_failures=1)
+KEY = "replica-key"
 
 
 def request(rid: str, prompt: str, max_tokens: int = 64) -> GenerationRequest:
@@ -30,9 +32,13 @@ async def run(router: ReplicaRouter, req: GenerationRequest) -> list[EngineOutpu
 
 
 @asynccontextmanager
-async def routed(*engines: FakeEngine) -> AsyncIterator[tuple[ReplicaRouter, list[FakeReplica]]]:
-    async with fake_replicas(*engines) as replicas:
-        router = ReplicaRouter("m", 2048, ReplicaSource(tuple(r.url for r in replicas)), POLICY)
+async def routed(*engines: FakeEngine, other_load: int = 0,
+                 ) -> AsyncIterator[tuple[ReplicaRouter, list[RunningReplica]]]:
+    fakes = [FakeVllm(engine, api_key=KEY, other_load=other_load if i == 0 else 0)
+             for i, engine in enumerate(engines)]
+    async with fake_vllms(*fakes) as replicas:
+        router = ReplicaRouter("m", 2048, ReplicaSource(tuple(r.url for r in replicas)), POLICY,
+                               access=ReplicaAccess(KEY))
         await router.start()
         try:
             yield router, replicas
@@ -40,8 +46,8 @@ async def routed(*engines: FakeEngine) -> AsyncIterator[tuple[ReplicaRouter, lis
             await router.stop()
 
 
-def served(replicas: list[FakeReplica]) -> list[int]:
-    return [r.state.requests_total for r in replicas]
+def served(replicas: list[RunningReplica]) -> list[int]:
+    return [r.replica.requests_total for r in replicas]
 
 
 def test_affinity_index_finds_the_longest_cached_prefix() -> None:
@@ -89,7 +95,7 @@ async def test_replica_down_before_first_token_then_retried_on_another() -> None
         for i in range(4):
             outputs = await run(router, request(f"r{i}", f"prompt {i}"))
             assert outputs[-1].finished
-        assert replicas[1].state.requests_total == 4
+        assert replicas[1].replica.requests_total == 4
         assert [r.healthy for r in router.replicas] == [False, True]
 
 
@@ -116,11 +122,11 @@ async def test_no_ready_replica_then_unavailable() -> None:
 async def test_health_checks_eject_and_readmit_a_replica() -> None:
     async with routed(FakeEngine("m"), FakeEngine("m")) as (router, replicas):
         assert [r.healthy for r in router.replicas] == [True, True]
-        replicas[0].state.draining = True
+        replicas[0].replica.healthy = False
         await asyncio.sleep(POLICY.health_interval_s * 6)
         assert [r.healthy for r in router.replicas] == [False, True]
         assert await router.is_ready()
-        replicas[0].state.draining = False
+        replicas[0].replica.healthy = True
         await asyncio.sleep(POLICY.health_interval_s * 6)
         assert [r.healthy for r in router.replicas] == [True, True]
 
@@ -128,19 +134,20 @@ async def test_health_checks_eject_and_readmit_a_replica() -> None:
 async def test_abort_reaches_the_replica_serving_the_request() -> None:
     engines = [FakeEngine("m", reply="z" * 300, token_delay_s=0.02) for _ in range(2)]
     async with routed(*engines) as (router, replicas):
-        stream = router.generate(request("victim", "a long one"))
+        stream = router.generate(request("victim", "a long one", max_tokens=300))
         await anext(stream)
-        serving = [r for r in replicas if r.state.in_flight]
+        serving = [r for r in replicas if r.replica.engine.stats().unfinished_requests]
         await router.abort("victim")
-        assert [r.engine.aborted for r in serving] == [["victim"]]
-        await stream.aclose()
+        rest = [out async for out in stream]
+        assert rest[-1].finished and rest[-1].choices[0].finish_reason == "abort"
+        assert [r.replica.engine.aborted for r in serving] == [["victim"]]
 
 
 async def test_stats_sum_over_replicas() -> None:
     async with routed(FakeEngine("m"), FakeEngine("m")) as (router, replicas):
         await asyncio.gather(*(run(router, request(f"r{i}", f"p{i} text")) for i in range(4)))
         await router.refresh()
-        total = sum(r.engine.stats().generation_tokens_total for r in replicas)
+        total = sum(r.replica.engine.stats().generation_tokens_total for r in replicas)
         assert router.stats().generation_tokens_total == total > 0
 
 
@@ -164,3 +171,28 @@ async def test_embed_when_routed_then_replicas_share_inputs_and_a_dead_one_is_sk
         await replicas[0].stop()
         again = await router.embed(EmbeddingRequest("after", (5, 6, 7)))
         assert again.prompt_tokens == 3
+
+
+async def test_a_replica_busy_with_another_gateways_requests_gets_fewer() -> None:
+    engines = [FakeEngine("m", reply="w" * 10, token_delay_s=0.01) for _ in range(2)]
+    async with routed(*engines, other_load=5) as (router, replicas):
+        await router.refresh()  # its /metrics: 5 running that this gateway did not send
+        await asyncio.gather(*(run(router, request(f"l{i}", f"{i} p")) for i in range(4)))
+        assert served(replicas) == [0, 4]
+        await router.refresh()
+        states = router.replica_states()
+        assert [s["running"] for s in states] == [5, 0] and all(s["healthy"] for s in states)
+
+
+async def test_replica_refusing_the_key_is_ejected_with_the_reason() -> None:
+    async with fake_vllms(FakeVllm(FakeEngine("m"), api_key="other")) as [replica]:
+        router = ReplicaRouter("m", 2048, ReplicaSource((replica.url,)), POLICY,
+                               access=ReplicaAccess(KEY))
+        await router.start()
+        try:
+            with pytest.raises(EngineUnavailableError, match="API key"):
+                await run(router, request("r", "prompt"))
+            [state] = router.replica_states()
+            assert not state["healthy"] and "API key" in str(state["last_error"])
+        finally:
+            await router.stop()

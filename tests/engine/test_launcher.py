@@ -1,0 +1,42 @@
+"""``llm-gateway engine serve`` launches vLLM's own api_server (engine/launcher.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import CpuConfig, EngineConfig
+from engine.errors import ModelNotPreparedError
+from engine.launcher import API_SERVER_MODULE, server_launch
+from engine.vllm_args import vllm_serve_args
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> EngineConfig:
+    (tmp_path / "config.json").write_text("{}")
+    return EngineConfig("m", tmp_path, cpu=CpuConfig(threads_bind="0", kv_cache_gib=3))
+
+
+def test_launch_is_vllms_api_server_with_the_settings_flags_and_the_bind(
+    config: EngineConfig,
+) -> None:
+    launch = server_launch(config, "127.0.0.1", 8123, api_key=None, shutdown_timeout_s=30,
+                           python="/py")
+    assert launch.argv[:3] == ("/py", "-m", API_SERVER_MODULE)
+    assert list(launch.argv[3:-6]) == vllm_serve_args(config)
+    assert launch.argv[-6:] == ("--host", "127.0.0.1", "--port", "8123",
+                                "--shutdown-timeout", "30")
+    assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    assert launch.env["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+
+
+def test_beyond_loopback_a_replica_needs_an_api_key(config: EngineConfig) -> None:
+    with pytest.raises(ValueError, match="VLLM_API_KEY"):
+        server_launch(config, "0.0.0.0", 8001, api_key=None)
+    assert server_launch(config, "0.0.0.0", 8001, api_key="k").argv[-5] == "0.0.0.0"
+
+
+def test_a_model_never_prepared_is_refused_before_vllm_starts(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotPreparedError, match="models prepare"):
+        server_launch(EngineConfig("m", tmp_path / "missing"), "127.0.0.1", 8001, api_key=None)
