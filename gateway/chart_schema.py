@@ -23,7 +23,7 @@ from gateway.settings import ModelSettings
 REPO = Path(__file__).resolve().parent.parent
 CHART_SCHEMA = REPO / "helm" / "llm-gateway" / "values.schema.json"
 SETTINGS_PATH = ("properties", "models", "additionalProperties", "properties", "settings")
-CHART_WRITTEN = ("replicas", "replicas_dns")  # the chart sets these (headless Service DNS)
+CHART_WRITTEN = ("replicas", "replicas_dns", "replica_api_key_env")  # the chart sets these
 # JSON Schema keywords the chart's schema keeps, in the order it writes them. Anything else that
 # pydantic emits for a constraint fails the generation instead of silently going missing.
 _KEPT = ("type", "enum", "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum",

@@ -19,6 +19,7 @@ from typing import Any, get_args, get_type_hints
 import pytest
 from pydantic import BaseModel
 
+from gateway.chart_schema import CHART_WRITTEN
 from gateway.settings import ModelSettings, load_settings
 from tests.helm.chart import (
     CHART,
@@ -100,8 +101,9 @@ def test_example_model_runs_its_engine_on_a_gpu_node(helm: Path) -> None:
     )
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"]["medium"] == "Memory"
-    assert main["command"] == ["llm-gateway", "engine", "serve"]
-    assert main["args"][:2] == ["--model", "smollm2-135m-instruct"]
+    assert main["command"] == ["vllm", "serve"]
+    assert main["args"][:4] == ["--model", "/models/smollm2-135m-instruct",
+                                "--served-model-name", "smollm2-135m-instruct"]
 
 
 @pytest.mark.parametrize("kind,name,name_part", [
@@ -113,11 +115,13 @@ def test_probes_and_grace_period_outlast_the_drain(
     docs = manifests(render(helm, None, "exampleModel.enabled=true"))
     workload = find(docs, kind, name_part)
     main = container(workload, name)
-    assert main["readinessProbe"]["httpGet"]["path"] == "/ready"
+    ready = "/health" if name == "engine" else "/ready"  # vLLM has one endpoint for both
+    assert main["readinessProbe"]["httpGet"]["path"] == ready
     assert main["livenessProbe"]["httpGet"]["path"] == "/health"
     pre_stop = int(main["lifecycle"]["preStop"]["exec"]["command"][1])
-    # the engine's --drain-s; the gateway's config.gateway.limits.drain_timeout_s
-    drain = int(main["args"][main["args"].index("--drain-s") + 1]) if name == "engine" else 300
+    # vLLM's --shutdown-timeout; the gateway's config.gateway.limits.drain_timeout_s
+    drain = (int(main["args"][main["args"].index("--shutdown-timeout") + 1])
+             if name == "engine" else 300)
     assert workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > (
         pre_stop + drain
     )
@@ -128,9 +132,8 @@ def test_engine_startup_probe_bounds_loading_by_startup_seconds(helm: Path) -> N
                             "engineDefaults.startupSeconds=1200"))
     main = container(find(docs, "Deployment", "engine-"), "engine")
     probe = main["startupProbe"]
-    assert probe["httpGet"]["path"] == "/startup"  # 200 only once loaded (or failed)
+    assert probe["httpGet"]["path"] == "/health"  # vLLM listens once the model is loaded
     assert probe["periodSeconds"] * probe["failureThreshold"] == 1200
-    assert main["args"][main["args"].index("--restart-grace-s") + 1] == "1200"
 
 
 def test_rendered_configmaps_load_as_gateway_and_engine_settings(
@@ -168,9 +171,8 @@ def test_schema_knows_every_model_setting() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     model = schema["properties"]["models"]["additionalProperties"]
     settings = model["properties"]["settings"]
-    # replicas / replicas_dns are written by the chart itself (headless Service DNS).
-    assert set(settings["properties"]) == _setting_names(ModelSettings) - {
-        "replicas", "replicas_dns"}
+    # replicas_dns and the replicas' key are written by the chart itself.
+    assert set(settings["properties"]) == _setting_names(ModelSettings) - set(CHART_WRITTEN)
     hints = get_type_hints(ModelSettings)
     for name in _setting_names(ModelSettings):
         nested = [t for t in get_args(hints[name]) or (hints[name],) if isinstance(t, type)

@@ -151,10 +151,10 @@ def test_cpu_only_values_request_no_gpu_and_keep_a_claim_per_replica(helm: Path)
     assert engine["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "models"
 
 
-def test_extra_engine_args_follow_a_double_dash(helm: Path) -> None:
+def test_extra_engine_args_follow_the_rendered_flags(helm: Path) -> None:
     docs = manifests(render(helm, CHART / "ci" / "gpu-production-values.yaml"))
     args = container(find(docs, "Deployment", "engine-llama"), "engine")["args"]
-    assert args[args.index("--"):] == ["--", "--max-num-batched-tokens", "8192"]
+    assert args[-2:] == ["--max-num-batched-tokens", "8192"]
     pod = find(docs, "Deployment", "engine-llama")["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == "nvidia" and pod["priorityClassName"] == "llm-serving"
 
@@ -165,5 +165,6 @@ def test_keda_scales_the_engine_workload_on_queue_depth(helm: Path) -> None:
     target = scaled["spec"]["scaleTargetRef"]
     workload = find(docs, target["kind"], target["name"])
     assert "replicas" not in workload["spec"]  # KEDA owns the replica count
-    assert "llmgw_engine_requests_waiting" in scaled["spec"]["triggers"][0]["metadata"]["query"]
+    query = scaled["spec"]["triggers"][0]["metadata"]["query"]
+    assert 'vllm:num_requests_waiting{model_name="smollm2-135m-instruct"' in query
     assert find(docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/metrics"

@@ -161,7 +161,7 @@ gateway-only change (routing, tool parser, chat template) never restarts an engi
 tests/helm/test_chart.py checks this list against the settings.
 */}}
 {{- define "llm-gateway.gatewaySettingKeys" -}}
-enabled quantized replicas replicas_dns routing tool_parser chat_template embedding_dimensions fallbacks
+enabled quantized replicas replicas_dns replica_api_key_env routing tool_parser chat_template embedding_dimensions fallbacks
 {{- end -}}
 
 {{/* The settings environment shared by gateway and engine containers. */}}
@@ -189,6 +189,14 @@ enabled quantized replicas replicas_dns routing tool_parser chat_template embedd
 - name: {{ $s.env.redisUrl }}
   valueFrom:
     secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.redisUrl }}, optional: true}
+{{ include "llm-gateway.engineKeyEnv" (dict "root" . "name" $s.env.engineApiKey) }}
+{{- end -}}
+
+{{/* The engines' API key from the secret, as NAME: dict "root" $ "name" NAME */}}
+{{- define "llm-gateway.engineKeyEnv" -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef: {name: {{ include "llm-gateway.secretName" .root }}, key: {{ .root.Values.secrets.keys.engineApiKey }}}
 {{- end -}}
 
 {{/* The chart-wide pod securityContext (restricted profile) merged with a workload's own. */}}
@@ -287,6 +295,7 @@ models.yaml: |
     {{ $name }}:
       {{- $settings := fromYaml (include "llm-gateway.modelSettings" (dict "model" $name "spec" $spec)) }}
       {{- $_ := set $settings "replicas_dns" (include "llm-gateway.engineDns" (dict "root" $root "model" $name "spec" $spec)) }}
+      {{- $_ := set $settings "replica_api_key_env" $root.Values.secrets.env.engineApiKey }}
       {{- toYaml $settings | nindent 6 }}
   {{- end }}
 profile.yaml: |
@@ -323,30 +332,144 @@ profile.yaml: |
 {{- end -}}
 
 {{/*
-The engine container's command and args: the one place to change when the engine's image
-or server changes (dict "name" MODEL "e" ENGINE-VALUES). extraArgs are vLLM engine flags.
+What a model's settings leave out: engine.config.EngineOptions' defaults (the keys of its
+YAML). tests/helm/test_chart_vllm_args.py holds this list equal to the Python declaration.
+*/}}
+{{- define "llm-gateway.engineOptionDefaults" -}}
+task: generate
+dtype: float32
+max_model_len: 2048
+max_num_seqs: 64
+enforce_eager: true
+quantization: null
+gpu_memory_utilization: 0.9
+tensor_parallel_size: 1
+scheduling_policy: fcfs
+speculation:
+  method: none
+  num_speculative_tokens: 4
+  prompt_lookup_min: 2
+  prompt_lookup_max: 4
+  draft_path: null
+  max_batch_size: null
+  draft_under_load: skip
+  acceptance_floor: 0.0
+  acceptance_window_s: 300.0
+cpu:
+  threads_bind: auto
+  reserved_cpus: 0
+  kv_cache_gib: 2
+{{- end -}}
+
+{{/*
+A model's engine options: its settings over the defaults, key by key (a false or null given
+in the settings wins; sprig's merge would drop it). dict "model" NAME "spec" SPEC, as YAML.
+*/}}
+{{- define "llm-gateway.engineOptions" -}}
+{{- $given := fromYaml (include "llm-gateway.modelSettings" .) -}}
+{{- $options := dict -}}
+{{- range $key, $default := fromYaml (include "llm-gateway.engineOptionDefaults" .) -}}
+{{- $value := ternary (index $given $key) $default (hasKey $given $key) -}}
+{{- if kindIs "map" $default -}}
+{{- $nested := dict -}}
+{{- $inner := $value | default dict -}}
+{{- range $k, $d := $default -}}
+{{- $_ := set $nested $k (ternary (index $inner $k) $d (hasKey $inner $k)) -}}
+{{- end -}}
+{{- $value = $nested -}}
+{{- end -}}
+{{- $_ := set $options $key $value -}}
+{{- end -}}
+{{- toYaml $options -}}
+{{- end -}}
+
+{{/*
+The `vllm serve` flags of one model's engine, from its settings: the chart's rendering of
+engine.vllm_args.vllm_serve_args (tests/helm/test_chart_vllm_args.py parses both with vLLM's
+own parser and holds them equal). dict "model" NAME "spec" SPEC, as a YAML list.
+*/}}
+{{- define "llm-gateway.vllmArgs" -}}
+{{- $o := fromYaml (include "llm-gateway.engineOptions" .) -}}
+{{- $sp := $o.speculation -}}
+- --model
+- {{ include "llm-gateway.modelDir" . | quote }}
+- --served-model-name
+- {{ .model | quote }}
+- --dtype
+- {{ $o.dtype | quote }}
+- --max-model-len
+- {{ int $o.max_model_len | quote }}
+- --max-num-seqs
+- {{ int $o.max_num_seqs | quote }}
+{{- if $o.enforce_eager }}
+- --enforce-eager
+{{- end }}
+{{- with $o.quantization }}
+- --quantization
+- {{ . | quote }}
+{{- end }}
+- --gpu-memory-utilization
+- {{ $o.gpu_memory_utilization | quote }}
+- --tensor-parallel-size
+- {{ int $o.tensor_parallel_size | quote }}
+- --scheduling-policy
+- {{ $o.scheduling_policy | quote }}
+{{- if ne $sp.method "none" }}
+{{- $config := dict "method" $sp.method "num_speculative_tokens" (int $sp.num_speculative_tokens) }}
+{{- if eq $sp.method "ngram" }}
+{{- $_ := set $config "prompt_lookup_min" (int $sp.prompt_lookup_min) }}
+{{- $_ := set $config "prompt_lookup_max" (int $sp.prompt_lookup_max) }}
+{{- else }}
+{{- $draft := required (printf "model %s: speculation method %s needs draft_path" .model $sp.method) $sp.draft_path }}
+{{- $_ := set $config "model" (ternary $draft (printf "/models/%s" $draft) (hasPrefix "/" $draft)) }}
+{{- end }}
+{{- if $sp.max_batch_size }}
+{{- $limit := int $sp.max_batch_size }}
+{{- $_ := set $config "num_speculative_tokens_per_batch_size" (list (list 1 $limit (int $sp.num_speculative_tokens)) (list (add1 $limit) (add1 $limit) 0)) }}
+{{- end }}
+- --speculative-config
+- {{ toJson $config | quote }}
+{{- if and $sp.max_batch_size (eq $sp.draft_under_load "skip") (ne $sp.method "ngram") }}
+- --additional-config
+- {{ toJson (dict "llm_gateway" (dict "draft_under_load" "skip")) | quote }}
+{{- end }}
+{{- end }}
+- --seed
+- "0"
+- --runner
+- {{ ternary "pooling" "generate" (eq $o.task "embed") | quote }}
+{{- if eq $o.task "generate" }}
+- --enable-prefix-caching
+{{- end }}
+- --per-request-spec-decode-metrics
+- {{ ternary "none" "summary" (eq $sp.method "none") | quote }}
+- --enable-scale-out
+- --enable-prompt-tokens-details
+{{- end -}}
+
+{{/*
+The engine container: vLLM's own server (`vllm serve` in the official image) with the model's
+flags, the bind address and drain, then engine.extraArgs (a flag the settings own is refused).
+dict "model" NAME "spec" SPEC "e" ENGINE-VALUES
 */}}
 {{- define "llm-gateway.engineCommand" -}}
-command: ["llm-gateway", "engine", "serve"]
+{{- $args := fromYamlArray (include "llm-gateway.vllmArgs" .) -}}
+{{- range .e.extraArgs -}}
+{{- if and (hasPrefix "--" .) (has (regexReplaceAll "=.*$" . "") $args) -}}
+{{- fail (printf "model %s: engine.extraArgs sets %s, which the model's settings own" $.model .) -}}
+{{- end -}}
+{{- end -}}
+command:
+  {{- toYaml .e.command | nindent 2 }}
 args:
-  - --model
-  - {{ .name | quote }}
-  - --profile
-  - kubernetes
+  {{- toYaml $args | nindent 2 }}
   - --host
   - 0.0.0.0
   - --port
   - {{ .e.port | quote }}
-  - --drain-s
+  - --shutdown-timeout
   - {{ .e.drainSeconds | quote }}
-  - --restart-grace-s
-  - {{ .e.startupSeconds | quote }}
-  - --stall-s
-  - {{ .e.stuckSeconds | quote }}
-  {{- with .e.extraArgs }}
-  - --
-  {{- range . }}
+  {{- range .e.extraArgs }}
   - {{ . | quote }}
-  {{- end }}
   {{- end }}
 {{- end -}}
