@@ -103,19 +103,28 @@ class SamplingSpec:
             raise ValueError("allowed_token_ids must not be empty")
 
 
+MAX_CACHE_SALT_CHARS = 128  # vLLM's server refuses longer salts, and these characters:
+CACHE_SALT_FORBIDDEN = frozenset("@/\\\0")
+
+
 @dataclass(frozen=True)
 class GenerationRequest:
     request_id: str
     prompt_token_ids: tuple[int, ...]
     sampling: SamplingSpec
     priority: int = 0
-    cache_salt: str | None = None
+    cache_salt: str | None = None  # computed by the gateway (per tenant); the engine salts with it
 
     def __post_init__(self) -> None:
         if not self.request_id:
             raise ValueError("request_id must not be empty")
         if not self.prompt_token_ids:
             raise ValueError("prompt must contain at least one token")
+        salt = self.cache_salt
+        if salt is not None and (not 0 < len(salt) <= MAX_CACHE_SALT_CHARS
+                                 or CACHE_SALT_FORBIDDEN.intersection(salt)):
+            raise ValueError(f"cache_salt must be 1-{MAX_CACHE_SALT_CHARS} characters, "
+                             "without '@', '/', '\\' or NUL (as vLLM's server requires)")
 
 
 @dataclass(frozen=True)

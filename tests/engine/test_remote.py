@@ -217,3 +217,9 @@ def test_the_body_is_vllms_own_generate_request_with_our_sampling_params() -> No
         assert getattr(parsed.sampling_params, name) == getattr(ours, name), name
     assert (parsed.token_ids, parsed.cache_salt, parsed.priority) == ([1, 2, 3], "salt", 1)
     assert parsed.output_mode == "text" and parsed.stream
+
+
+@pytest.mark.parametrize("salt", ["", "a/b", "t@x", "x" * 129])
+def test_a_salt_vllms_server_would_refuse_is_refused_before_it_is_sent(salt: str) -> None:
+    with pytest.raises(ValueError, match="cache_salt"):
+        GenerationRequest("r", (1,), SamplingSpec(max_tokens=1), cache_salt=salt)
