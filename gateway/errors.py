@@ -21,6 +21,7 @@ from engine.errors import (
     EngineUnavailableError,
     ModelNotPreparedError,
 )
+from gateway.metering.outage import is_database_outage
 
 log = logging.getLogger("llm_gateway.errors")
 
@@ -149,6 +150,13 @@ class MeteringUnavailableError(ServiceUnavailableError):
     default_code = "metering_unavailable"
 
 
+class LimiterUnavailableError(ServiceUnavailableError):
+    """The shared limiter (Redis) cannot be reached in time: a request with limits is
+    refused before dispatch (``metering.redis_fail_open`` lets it through instead)."""
+
+    default_code = "limiter_unavailable"
+
+
 def error_envelope(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
@@ -163,6 +171,10 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
         return ServiceUnavailableError(str(exc), retry_after=5)
     if isinstance(exc, EngineRequestError):
         return InvalidRequestError(str(exc))
+    if is_database_outage(exc):  # any route: the ledger database down is not our bug
+        log.warning("metering database unavailable: %r", exc)
+        return MeteringUnavailableError("The metering database is unavailable; retry later.",
+                                        retry_after=5)
     return GatewayError("The server had an error while processing your request.")
 
 
@@ -184,7 +196,8 @@ def _json(request: Request, error: GatewayError) -> JSONResponse:
 
 async def _on_gateway_error(request: Request, exc: Exception) -> JSONResponse:
     error = as_gateway_error(exc)
-    if error.status_code >= 500 and not isinstance(exc, GatewayError | EngineUnavailableError):
+    expected = isinstance(exc, GatewayError | EngineUnavailableError) or is_database_outage(exc)
+    if error.status_code >= 500 and not expected:
         log.exception("unhandled error", exc_info=exc)
     return _json(request, error)
 

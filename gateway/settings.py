@@ -169,6 +169,16 @@ class MeteringSettings(_Strict):
     instance_id: str = Field(default_factory=socket.gethostname)
     orphan_after_s: float = Field(3600, gt=0)  # other instances' open rows older than this
     metrics_max_tenants: int = Field(100, ge=1)
+    # The limiter's Redis: each command's connect and read timeout. Redis down, blackholed
+    # or slower than this: a request with limits gets a 503 limiter_unavailable with
+    # Retry-After, or (redis_fail_open) passes without limits; others never touch Redis.
+    redis_timeout_s: float = Field(0.5, gt=0)
+    redis_fail_open: bool = False
+    # The ledger database's connection pool: a checkout waits at most pool_timeout_s; then
+    # a request is refused (503 metering_unavailable) and a settlement retried.
+    pool_size: int = Field(10, ge=1)
+    pool_max_overflow: int = Field(20, ge=0)
+    pool_timeout_s: float = Field(1.0, gt=0)
 
 
 class ResponseCacheSettings(_Strict):
@@ -180,6 +190,7 @@ class ResponseCacheSettings(_Strict):
     ttl_s: float = Field(3600, gt=0)
     max_bytes: int = Field(64 * 2**20, ge=1024)  # memory backend: total size bound
     max_entry_bytes: int = Field(2**20, ge=256)  # larger responses are not cached
+    redis_timeout_s: float = Field(0.25, gt=0)  # backend redis: slower is a miss, not a wait
 
 
 class BatchSettings(_Strict):

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
 from gateway.auth import api_keys
 from gateway.auth.bearer import ADMIN, AdminKeyAuthenticator, bearer_token
 from gateway.auth.key_records import KeyPrincipal
 from gateway.auth.key_store import KeyStore
 from gateway.errors import AuthenticationError, MeteringUnavailableError
 from gateway.metering.ledger import utcnow
+from gateway.metering.outage import is_database_outage
 from gateway.serving.accounting import ANONYMOUS, Principal
 
 
@@ -47,6 +46,8 @@ class KeyAuthenticator:
             if record.expired(self._clock()):
                 raise AuthenticationError("This API key has expired.", code="expired_api_key")
             return await self._store.principal(record)
-        except (OperationalError, InterfaceError) as exc:  # not a wrong key: retry later
-            raise MeteringUnavailableError(
+        except Exception as exc:
+            if not is_database_outage(exc):
+                raise
+            raise MeteringUnavailableError(  # not a wrong key: retry later
                 "the key store is unavailable", retry_after=5) from exc

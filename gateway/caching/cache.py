@@ -84,7 +84,8 @@ class ResponseCache:
             url = settings.redis_url or redis_url
             if url is None:
                 raise ValueError("response_cache.backend redis needs a redis_url")
-            store = RedisStore(url, settings.max_entry_bytes, settings.ttl_s)
+            store = RedisStore(url, settings.max_entry_bytes, settings.ttl_s,
+                               settings.redis_timeout_s)
         return cls(settings, store, registry)
 
     def _enabled_for(self, principal: Principal) -> bool:

@@ -1,7 +1,8 @@
 """Where recordings live: an in-process LRU (bounded by bytes and age) or Redis.
 
-The cache must never fail a request: a store that errors behaves as a miss and the
-failure is logged.
+The cache must never fail a request, nor hold one up: a store that errors or does not
+answer within ``redis_timeout_s`` behaves as a miss (a put as not stored), the failure is
+logged, and for a moment after it Redis is not asked at all (``RedisGuard``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
+
+from gateway.limits.redis_guard import RedisGuard, RedisUnavailable, connect
 
 log = logging.getLogger("llm_gateway.caching")
 
@@ -79,18 +82,18 @@ class RedisStore:
 
     PREFIX = "llmgw:response:"
 
-    def __init__(self, url: str, max_entry_bytes: int, ttl_s: float) -> None:
-        from redis.asyncio import Redis
-
-        self._redis = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+    def __init__(self, url: str, max_entry_bytes: int, ttl_s: float,
+                 timeout_s: float = 0.25) -> None:
+        self._redis: Any = connect(url, timeout_s)
+        self._guard = RedisGuard(timeout_s)
         self.max_entry_bytes = max_entry_bytes
         self._ttl_ms = int(ttl_s * 1000)
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value = await self._redis.get(self.PREFIX + key)
-        except Exception:  # the cache never fails a request
-            log.warning("response cache: Redis get failed", exc_info=True)
+            value = await self._guard.call(lambda: self._redis.get(self.PREFIX + key))
+        except RedisUnavailable as exc:  # the cache never fails a request
+            log.warning("response cache: get missed, %s", exc)
             return None
         return value if isinstance(value, bytes) else None
 
@@ -98,9 +101,10 @@ class RedisStore:
         if len(value) > self.max_entry_bytes:
             return False
         try:
-            await self._redis.set(self.PREFIX + key, value, px=self._ttl_ms)
-        except Exception:
-            log.warning("response cache: Redis set failed", exc_info=True)
+            await self._guard.call(
+                lambda: self._redis.set(self.PREFIX + key, value, px=self._ttl_ms))
+        except RedisUnavailable as exc:
+            log.warning("response cache: not stored, %s", exc)
             return False
         return True
 

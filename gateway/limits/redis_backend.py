@@ -9,6 +9,10 @@ flight are a sorted set per subject, scored by when their lease ends, so a repli
 dies without settling frees its slots after the lease.
 
 Every counter of one request shares the tenant's hash tag: one slot in Redis Cluster.
+
+Redis down, blackholed or slow: each call is bounded (``RedisGuard``: connect and read
+timeouts, a deadline, then a short cool-down answering at once) and fails with a 503
+``limiter_unavailable`` and ``Retry-After``, never a hang or a 500.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gateway.errors import LimiterUnavailableError
 from gateway.limits.quota import Claim, Demand, Hold, SpendSeed, Windows, windows_of
+from gateway.limits.redis_guard import RedisGuard, RedisUnavailable, connect
 from gateway.limits.refusal import Limit, refusal
 
 _RESERVE = """
@@ -94,15 +100,23 @@ def _limit(value: int | None) -> int:
 
 class RedisLimiter:
     def __init__(self, url: str, seed: SpendSeed, prefix: str = "llmgw:",
-                 lease_s: float = 3600.0) -> None:
-        from redis.asyncio import Redis
-
-        self._redis: Any = Redis.from_url(url)
+                 lease_s: float = 3600.0, timeout_s: float = 0.5) -> None:
+        self._redis: Any = connect(url, timeout_s)
+        self._guard = RedisGuard(timeout_s)
         self._seed = seed
         self._prefix = prefix
         self._lease_s = lease_s
         self._reserve = self._redis.register_script(_RESERVE)
         self._settle = self._redis.register_script(_SETTLE)
+
+    async def _run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._guard.call(lambda: script(keys=keys, args=args))
+        except RedisUnavailable as exc:
+            retry = max(1, math.ceil(self._guard.cooldown_s))
+            raise LimiterUnavailableError(
+                "Rate limits cannot be checked right now; retry shortly.",
+                retry_after=retry) from exc
 
     def _tag(self, demand: Demand) -> str:
         return f"{self._prefix}{{{demand.group}}}:"
@@ -114,8 +128,8 @@ class RedisLimiter:
                 for key in _keys(claim, window, tag)]
         seeds = [-1] * len(demand.claims)
         for _ in range(_SEED_ATTEMPTS):
-            code, index = (int(v) for v in await self._reserve(
-                keys=keys, args=self._args(demand, windows, seeds, now)))
+            answer = await self._run(self._reserve, keys, self._args(demand, windows, seeds, now))
+            code, index = (int(v) for v in answer)
             if code != _NEEDS_SEED:
                 break
             seeds = await self._seeds(demand, windows)
@@ -149,7 +163,7 @@ class RedisLimiter:
         keys = [key for claim, window in zip(demand.claims, hold.windows, strict=True)
                 for key in _keys(claim, window, tag)[1:]]
         budgets = ["1" if claim.quota.budget_usd is not None else "0" for claim in demand.claims]
-        await self._settle(keys=keys, args=[
+        await self._run(self._settle, keys, [
             len(demand.claims), demand.charge.tokens - tokens,
             cost_nano - demand.charge.cost_nano, demand.request_id, *budgets])
 

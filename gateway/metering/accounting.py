@@ -6,6 +6,12 @@ key's and its tenant's limits at once (the stricter wins; 429), then writes the 
 row; ``settle`` writes the actual tokens and exact cost once, releases the unused part
 of the hold and the slots, and returns a ``Settled`` with the exact cost (the response's
 ``usage.cost`` and ``x-request-cost``).
+
+Faults: the ledger database unreachable or out of pool connections before dispatch is a
+503 ``metering_unavailable`` (after a brief retry), the limiter's Redis a 503
+``limiter_unavailable`` (or no limits, with ``redis_fail_open``); at settlement the ledger
+is retried, then the settlement waits in a ``SettlementBacklog`` until the database is
+back, so nothing the engine produced goes unbilled because the ledger was slow.
 """
 
 from __future__ import annotations
@@ -16,20 +22,34 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from gateway.auth.key_records import KeyPrincipal, may_use
-from gateway.errors import MeteringUnavailableError, PermissionDeniedError
+from gateway.errors import (
+    LimiterUnavailableError,
+    MeteringUnavailableError,
+    PermissionDeniedError,
+)
 from gateway.limits.quota import Charge, Demand, Hold, Limiter, to_nano_ceil
+from gateway.metering.backlog import PendingSettlement, SettlementBacklog
 from gateway.metering.billing import billable_usage
 from gateway.metering.ledger import Ledger, Reservation, Settlement, utcnow
 from gateway.metering.metrics import MeteringMetrics
+from gateway.metering.outage import is_database_outage
 from gateway.metering.pricing import Price, PriceBook, to_pico
 from gateway.serving.accounting import Outcome, Principal, Settled, Ticket
 from gateway.serving.plan import Reservable
 
 log = logging.getLogger("llm_gateway.metering")
-SETTLE_RETRY_DELAYS_S = (0.1, 0.3, 1.0, 3.0)  # then give up: startup recovery closes the row
+RESERVE_RETRY_DELAYS_S = (0.1,)  # then refuse before dispatch: 503
+SETTLE_RETRY_DELAYS_S = (0.1, 0.5)  # then the backlog retries until the database is back
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+def _unavailable(exc: BaseException) -> MeteringUnavailableError:
+    log.warning("metering database unavailable before dispatch: %r", exc)
+    return MeteringUnavailableError("the metering database is unavailable",
+                                    retry_after=UNAVAILABLE_RETRY_AFTER_S)
 
 
 class MeteredTicket:
@@ -61,23 +81,24 @@ class MeteredTicket:
             latency_ms=outcome.latency_s * 1000,
             estimated=outcome.estimated, response_cached=outcome.response_cached,
         )
-        entry = self._reservation
-        await self._accounting.record(entry, result, cost)
+        await self._accounting.record(self._reservation, result, cost)
         if self._hold is not None:
-            await self._accounting.limiter.settle(
-                self._hold, usage.total_tokens, to_nano_ceil(cost))
+            await self._accounting.release(self._hold, usage.total_tokens, to_nano_ceil(cost))
         return Settled(cost)
 
 
 class MeteredAccounting:
     def __init__(self, ledger: Ledger, limiter: Limiter, prices: PriceBook,
                  metrics: MeteringMetrics | None, instance_id: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 limiter_fail_open: bool = False) -> None:
         self.ledger = ledger
         self.limiter = limiter
         self.prices = prices
         self.metrics = metrics
         self.instance_id = instance_id
+        self.limiter_fail_open = limiter_fail_open
+        self.backlog = SettlementBacklog(lambda rid, result: self.ledger.settle(rid, result))
         self._clock = clock
 
     async def open(self, principal: Principal, plan: Reservable, request_id: str,
@@ -98,15 +119,30 @@ class MeteredAccounting:
             batch_id=batch_id,
         )
         try:
-            await self.ledger.reserve(entry)
+            await self._reserve(entry)
         except BaseException as exc:
             if hold is not None:
-                await self.limiter.settle(hold, 0, 0)
-            if isinstance(exc, OperationalError | InterfaceError):  # refuse before dispatch
-                raise MeteringUnavailableError(
-                    "the metering database is unavailable", retry_after=5) from exc
+                await self.release(hold, 0, 0)
+            if is_database_outage(exc):  # refuse before dispatch
+                raise _unavailable(exc) from exc
             raise
         return MeteredTicket(self, entry, price, hold)
+
+    async def _reserve(self, entry: Reservation) -> None:
+        """Write the row, retrying a database outage briefly. A retry that finds the row
+        already there means an earlier attempt did write it before its answer was lost."""
+        for attempt, delay in enumerate((*RESERVE_RETRY_DELAYS_S, None)):
+            try:
+                await self.ledger.reserve(entry)
+                return
+            except IntegrityError:
+                if attempt == 0 or await self.ledger.row(entry.request_id) is None:
+                    raise
+                return
+            except Exception as exc:
+                if delay is None or not is_database_outage(exc):
+                    raise
+                await asyncio.sleep(delay)
 
     async def _hold(self, principal: Principal, request_id: str,
                     charge: Charge) -> Hold | None:
@@ -114,25 +150,56 @@ class MeteredAccounting:
         if not claims:
             return None
         demand = Demand(request_id, principal.tenant, charge, claims)
-        return await self.limiter.reserve(demand, self._clock())
+        try:
+            return await self.limiter.reserve(demand, self._clock())
+        except LimiterUnavailableError:
+            if not self.limiter_fail_open:
+                raise
+            log.warning("limiter unavailable: %s passes without limits (redis_fail_open)",
+                        request_id)
+            return None
+        except Exception as exc:
+            if is_database_outage(exc):  # a budget counter is seeded from the ledger
+                raise _unavailable(exc) from exc
+            raise
+
+    async def release(self, hold: Hold, tokens: int, cost_nano: int) -> None:
+        """The limiter's part of settling. Redis down: the counters keep the worst case
+        (safe: stricter) and the parallel slot frees itself when its lease ends."""
+        try:
+            await self.limiter.settle(hold, tokens, cost_nano)
+        except LimiterUnavailableError:
+            log.warning("limiter unavailable settling %s; its hold lapses with its lease",
+                        hold.demand.request_id)
 
     async def record(self, entry: Reservation, result: Settlement, cost: Decimal) -> None:
+        def count() -> None:
+            self._count(entry, result, cost)
+
         try:
-            if not await self._settle_with_retries(entry.request_id, result):
-                log.error("ledger row %s was already settled", entry.request_id)
-                return
-        except Exception:  # the row stays open; startup recovery closes it
-            log.exception("could not settle ledger row %s", entry.request_id)
+            settled = await self._settle_with_retries(entry.request_id, result)
+        except Exception as exc:
+            if is_database_outage(exc):
+                log.warning("ledger unavailable settling %s; queued until it is back",
+                            entry.request_id)
+                self.backlog.add(PendingSettlement(entry.request_id, result, count))
+            else:  # a bug, not an outage: the row stays open for startup recovery
+                log.exception("could not settle ledger row %s", entry.request_id)
             return
-        self._count(entry, result, cost)
+        if not settled:
+            log.error("ledger row %s was already settled", entry.request_id)
+            return
+        count()
 
     async def _settle_with_retries(self, request_id: str, result: Settlement) -> bool:
-        """A database outage during settlement is retried for a few seconds (settling is
-        idempotent: only an open row is written); past that the row stays open."""
+        """A database outage during settlement is retried briefly here (settling is
+        idempotent: only an open row is written); past that it goes to the backlog."""
         for delay in SETTLE_RETRY_DELAYS_S:
             try:
                 return await self.ledger.settle(request_id, result)
-            except (OperationalError, InterfaceError):
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    raise
                 log.warning("ledger unavailable settling %s; retrying in %.1f s",
                             request_id, delay)
                 await asyncio.sleep(delay)
@@ -142,3 +209,7 @@ class MeteredAccounting:
         if self.metrics is not None:
             self.metrics.settled(entry.model, entry.tenant, result.prompt_tokens,
                                  result.cached_tokens, result.completion_tokens, cost)
+
+    async def close(self, timeout_s: float = 5.0) -> None:
+        """Settlements still waiting for the database get one last, bounded try."""
+        await self.backlog.close(timeout_s)

@@ -7,6 +7,7 @@ import fcntl
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +27,32 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_database_engine(url: str) -> AsyncEngine:
+@dataclass(frozen=True)
+class PoolOptions:
+    """The connection pool: ``size`` kept, ``max_overflow`` more at peaks, and how long a
+    checkout waits for a free one before SQLAlchemy raises its pool ``TimeoutError``."""
+
+    size: int = 10
+    max_overflow: int = 20
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.size < 1 or self.max_overflow < 0 or self.timeout_s <= 0:
+            raise ValueError("a pool has size >= 1, max_overflow >= 0 and timeout_s > 0")
+
+
+def create_database_engine(url: str, pool: PoolOptions = PoolOptions()) -> AsyncEngine:
     """An async engine for ``url``; a SQLite file gets WAL mode and its folder."""
     parsed = make_url(url)
+    sizes = {"pool_size": pool.size, "max_overflow": pool.max_overflow,
+             "pool_timeout": pool.timeout_s}
     if parsed.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_async_engine(url, pool_pre_ping=True, **sizes)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, **sizes)
+    else:
+        engine = create_async_engine(url, connect_args={"timeout": 30})
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
 

@@ -8,9 +8,10 @@ first ``max_tenants`` tenants seen get their own label, later ones share ``other
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from decimal import Decimal
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 OTHER = "other"
 
@@ -27,6 +28,12 @@ class MeteringMetrics:
         # ledger-exact, so batch lines, cache hits and upstream relays are in it too.
         self.cost = Counter("llmgw_cost", "Billed cost as settled in the ledger, in the "
                             "price list's currency.", ["model", "tenant"], registry=registry)
+        self.pending = Gauge("llmgw_ledger_settlements_pending", "Settlements waiting for the "
+                             "ledger database to come back (billed once it does).",
+                             registry=registry)
+
+    def watch_backlog(self, backlog: Sized) -> None:
+        self.pending.set_function(lambda: len(backlog))
 
     def tenant_label(self, tenant: str) -> str:
         if tenant in self._tenants:

@@ -21,7 +21,7 @@ from gateway.limits.memory import InProcessLimiter
 from gateway.limits.quota import Limiter, Subject
 from gateway.limits.redis_backend import RedisLimiter
 from gateway.metering.accounting import MeteredAccounting
-from gateway.metering.database import create_database_engine, migrate
+from gateway.metering.database import PoolOptions, create_database_engine, migrate
 from gateway.metering.ledger import Ledger, utcnow
 from gateway.metering.metrics import MeteringMetrics
 from gateway.metering.pricing import Price, PriceBook
@@ -65,12 +65,15 @@ class Metering:
             log.warning("closed %d ledger rows left open by an earlier crash", closed)
 
     async def stop(self) -> None:
+        await self.accounting.close()  # settlements waiting for the database: a last try
         await self.limiter.close()
         await self.database.dispose()
 
 
 def build_metering(settings: Settings, registry: CollectorRegistry | None = None) -> Metering:
-    database = create_database_engine(settings.database_url())
+    options = settings.metering
+    pool = PoolOptions(options.pool_size, options.pool_max_overflow, options.pool_timeout_s)
+    database = create_database_engine(settings.database_url(), pool)
     ledger = Ledger(database)
 
     async def seed(subject: Subject, since: datetime) -> int:
@@ -82,12 +85,14 @@ def build_metering(settings: Settings, registry: CollectorRegistry | None = None
 
     url = settings.metering.redis_url
     lease_s = settings.metering.orphan_after_s  # a parallel slot never settled frees itself
-    limiter: Limiter = (RedisLimiter(url, seed, lease_s=lease_s) if url
-                        else InProcessLimiter(seed, lease_s))
+    limiter: Limiter = (RedisLimiter(url, seed, lease_s=lease_s, timeout_s=options.redis_timeout_s)
+                        if url else InProcessLimiter(seed, lease_s))
     metrics = MeteringMetrics(registry or CollectorRegistry(),
                               settings.metering.metrics_max_tenants)
     accounting = MeteredAccounting(ledger, limiter, price_book(settings.prices), metrics,
-                                   settings.metering.instance_id)
+                                   settings.metering.instance_id,
+                                   limiter_fail_open=options.redis_fail_open)
+    metrics.watch_backlog(accounting.backlog)
     keys = KeyStore(database)
     admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
     authenticator = KeyAuthenticator(settings.auth.enabled, admin, keys)

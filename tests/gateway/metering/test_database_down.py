@@ -1,4 +1,5 @@
-"""The ledger database down: refuse before dispatch (503), retry settlement, recover at start.
+"""The ledger database down: refuse before dispatch (503), retry settlement (inline, then
+in the background until it is back), recover at start what a stopped gateway left open.
 
 The outage is injected at the ledger's database calls (the ``Ledger`` / ``KeyStore``
 methods raise the ``OperationalError`` SQLAlchemy raises for a lost connection); the
@@ -7,6 +8,7 @@ ledger itself is a real SQLite or PostgreSQL database, read back after the outag
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from engine.fake import FakeEngine
-from gateway.metering import accounting
+from gateway.metering import accounting, backlog
 from gateway.metering.tables import LedgerRow
 from tests.conftest import MODEL
 from tests.gateway.metered import (
@@ -56,7 +58,8 @@ async def test_reserve_when_database_down_then_503_and_nothing_dispatched(
     engine = FakeEngine(MODEL)
     async with metered_client(engine, metered_settings(database_url)) as (client, state):
         ledger = metering_of(state).ledger
-        monkeypatch.setattr(ledger, "reserve", outage(1, ledger.reserve))
+        attempts = len(accounting.RESERVE_RETRY_DELAYS_S) + 1  # every brief retry fails
+        monkeypatch.setattr(ledger, "reserve", outage(attempts, ledger.reserve))
         refused = await client.post("/v1/completions", json=BODY, headers=ADMIN)
         assert engine.stats().generation_tokens_total == 0  # never reached the engine
         retried = await client.post("/v1/completions", json=BODY, headers=ADMIN)
@@ -66,6 +69,19 @@ async def test_reserve_when_database_down_then_503_and_nothing_dispatched(
     assert refused.json()["error"]["code"] == "metering_unavailable"
     assert retried.status_code == 200
     assert [r.id for r in rows] == [retried.headers["x-request-id"]]
+
+
+async def test_reserve_when_database_blips_once_then_retried_and_served(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with metered_client(FakeEngine(MODEL), metered_settings(database_url)) as (
+        client, state):
+        ledger = metering_of(state).ledger
+        monkeypatch.setattr(ledger, "reserve", outage(1, ledger.reserve))
+        served = await client.post("/v1/completions", json=BODY, headers=ADMIN)
+        rows = await _rows(state)
+    assert served.status_code == 200
+    assert [r.id for r in rows] == [served.headers["x-request-id"]]
 
 
 async def test_key_lookup_when_database_down_then_503_not_401_or_500(
@@ -104,7 +120,32 @@ async def test_settle_when_database_briefly_down_then_retried_and_billed_once(
     assert (row.prompt_tokens, row.completion_tokens, row.status) == (5, 8, "length")
 
 
-async def test_settle_when_database_down_past_retries_then_row_recovered_once_on_restart(
+async def test_settle_when_database_down_past_inline_retries_then_billed_once_it_is_back(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backlog, "BACKOFF_S", (0.05,))
+    inline = len(accounting.SETTLE_RETRY_DELAYS_S) + 1
+    async with metered_client(FakeEngine(MODEL), metered_settings(database_url)) as (
+        client, state):
+        ledger = metering_of(state).ledger
+        monkeypatch.setattr(ledger, "settle", outage(inline + 3, ledger.settle))
+        response = await client.post("/v1/completions", json=BODY, headers=ADMIN)
+        assert len(metering_of(state).accounting.backlog) == 1  # waiting for the database
+        await _until(lambda: len(metering_of(state).accounting.backlog) == 0)
+        [row] = await _rows(state)
+    assert response.status_code == 200 and row.id == response.headers["x-request-id"]
+    assert row.settled_at is not None and not row.recovered and row.cost_pico >= 0
+    assert (row.prompt_tokens, row.completion_tokens, row.status) == (5, 8, "length")
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.02)
+
+
+async def test_settle_when_database_down_until_shutdown_then_row_recovered_once_on_restart(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(accounting, "SETTLE_RETRY_DELAYS_S", (0.01, 0.01))
