@@ -8,9 +8,9 @@ import uvicorn
 from cli.draining import DrainingServer
 from gateway.settings import Settings, load_settings
 
-
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MIN_ADMIN_KEY_CHARS = 16
+CONNECTION_SLACK = 64
 
 
 def serve(
@@ -41,6 +41,8 @@ def serve(
         log_level="info",
         log_config=log_config(settings.observability.json_logs),
         timeout_graceful_shutdown=int(settings.limits.drain_timeout_s),
+        # Connections beyond the in-flight cap (plus room for probes and admin) get a 503.
+        limit_concurrency=settings.limits.max_in_flight + CONNECTION_SLACK,
     )
     DrainingServer(config, state).run()
 

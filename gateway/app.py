@@ -23,7 +23,11 @@ from gateway.http import (
     spend_routes,
     tenant_routes,
 )
-from gateway.http.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from gateway.http.middleware import (
+    BodySizeLimitMiddleware,
+    InFlightLimitMiddleware,
+    RequestIdMiddleware,
+)
 from gateway.http.state import GatewayState
 
 
@@ -85,6 +89,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             allow_headers=["authorization", "content-type"],
             expose_headers=["x-request-id", "x-request-cost", "x-cache"],
         )
+    app.add_middleware(InFlightLimitMiddleware, limit=state.settings.limits.max_in_flight)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=state.settings.limits.max_body_bytes,
                        per_path={"/v1/files": state.settings.batches.max_file_bytes})
     app.add_middleware(RequestIdMiddleware)

@@ -168,7 +168,10 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
     if isinstance(exc, GatewayError):
         return exc
     if isinstance(exc, EngineUnavailableError | ModelNotPreparedError):
-        return ServiceUnavailableError(str(exc), retry_after=5)
+        # The detail names replicas, addresses and paths: logged, never sent.
+        log.warning("engine unavailable: %s", exc)
+        return ServiceUnavailableError("The model's engine is unavailable; retry later.",
+                                       retry_after=5)
     if isinstance(exc, EngineRequestError):
         return InvalidRequestError(str(exc))
     if is_database_outage(exc):  # any route: the ledger database down is not our bug

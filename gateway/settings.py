@@ -121,6 +121,11 @@ class UpstreamSettings(_Strict):
 class AuthSettings(_Strict):
     enabled: bool = True
     admin_key: SecretStr | None = None
+    # The secret the prefix-cache salt of each tenant is derived with (HMAC): replicas that
+    # share it share a tenant's KV blocks. Default: derived from the admin key.
+    cache_salt_key: SecretStr | None = None
+    failed_auth_limit: int = Field(20, ge=1)  # failed attempts per client address ...
+    failed_auth_window_s: float = Field(60, gt=0)  # ... per window, then 429s until it ends
 
 
 class LimitSettings(_Strict):
@@ -143,6 +148,7 @@ class LimitSettings(_Strict):
     # A streaming client that stops reading: a send blocked this long ends the stream (the
     # request is aborted and settled); no stream lasts longer than stream_deadline_s.
     send_timeout_s: float = Field(30, gt=0)
+    max_in_flight: int = Field(1024, ge=1)  # requests served at once; more get a 503
     stream_deadline_s: float = Field(1800, gt=0)
 
 

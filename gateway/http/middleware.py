@@ -9,7 +9,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import RequestTooLargeError
+from gateway.errors import RequestTooLargeError, ServiceUnavailableError
 from gateway.observability.logging import REQUEST_ID
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -87,3 +87,31 @@ class BodySizeLimitMiddleware:
                               (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+class InFlightLimitMiddleware:
+    """At most ``limit`` requests to ``prefix`` served at once (a stream counts until it
+    ends); more are refused at once with a 503 and ``Retry-After``, never queued."""
+
+    def __init__(self, app: ASGIApp, limit: int, prefix: str = "/v1/") -> None:
+        self.app, self.limit, self.prefix = app, limit, prefix
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            error = ServiceUnavailableError("The gateway is at capacity; retry shortly.",
+                                            code="over_capacity", retry_after=1)
+            body = json.dumps(error.envelope()).encode()
+            headers = [(b"content-type", b"application/json"),
+                       *((k.encode(), v.encode()) for k, v in error.headers().items())]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

@@ -9,8 +9,10 @@ from fastapi import Header, Request
 from prometheus_client import CollectorRegistry
 
 from gateway.auth.bearer import Authenticator
+from gateway.auth.throttle import FailedAuthThrottle
 from gateway.batches.service import Batches
 from gateway.caching.cache import ResponseCache
+from gateway.errors import AuthenticationError
 from gateway.observability.hub import Observability
 from gateway.responses.service import Responses
 from gateway.responses.store import MemoryResponseStore, ResponseStore, SqlResponseStore
@@ -18,6 +20,7 @@ from gateway.serving.accounting import Accounting, Principal
 from gateway.serving.fallbacks import Fallbacks
 from gateway.serving.pipeline import Pipeline
 from gateway.serving.registry import ModelRegistry
+from gateway.serving.salt import TenantSalt
 from gateway.settings import Settings
 from gateway.upstream.registry import UpstreamRegistry
 
@@ -41,6 +44,7 @@ class GatewayState:
     observability: Observability = field(init=False)
     pipeline: Pipeline = field(init=False)  # plan, cache, ticket, run, format
     responses: Responses = field(init=False)  # the Responses API and its stored responses
+    auth_throttle: FailedAuthThrottle = field(init=False)  # failed auth, per address
 
     def __post_init__(self) -> None:
         self.observability = Observability(self.settings.observability, self.models,
@@ -50,10 +54,13 @@ class GatewayState:
         self.pipeline = Pipeline(self.models, self.upstreams, self.accounting, self.cache,
                                  self.observability.observe, self.settings.limits,
                                  lambda: self.draining,
-                                 Fallbacks(self.settings.fallback_routes()))
+                                 Fallbacks(self.settings.fallback_routes()),
+                                 TenantSalt.from_settings(self.settings.auth))
         store: ResponseStore = (MemoryResponseStore() if self.metering is None
                                 else SqlResponseStore(self.metering.database))
         self.responses = Responses(self.pipeline, store)
+        self.auth_throttle = FailedAuthThrottle(self.settings.auth.failed_auth_limit,
+                                                self.settings.auth.failed_auth_window_s)
 
 
 def gateway_state(request: Request) -> GatewayState:
@@ -65,6 +72,13 @@ def gateway_state(request: Request) -> GatewayState:
 async def principal_of(
     request: Request, authorization: str | None = Header(default=None)
 ) -> Principal:
-    principal = await gateway_state(request).authenticator.authenticate(authorization)
+    state = gateway_state(request)
+    address = request.client.host if request.client is not None else "unknown"
+    state.auth_throttle.check(address)
+    try:
+        principal = await state.authenticator.authenticate(authorization)
+    except AuthenticationError:
+        state.auth_throttle.failed(address)
+        raise
     request.state.principal = principal
     return principal

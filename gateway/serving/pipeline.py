@@ -91,7 +91,7 @@ class Pipeline:
     def __init__(self, models: ModelRegistry, upstreams: UpstreamRegistry,
                  accounting: Accounting, cache: ResponseCache, observe: Observe,
                  limits: LimitSettings, draining: Callable[[], bool],
-                 fallbacks: Fallbacks | None = None) -> None:
+                 fallbacks: Fallbacks | None = None, salt: Callable[[str], str] = str) -> None:
         self.models = models
         self.upstreams = upstreams
         self._accounting = accounting
@@ -100,6 +100,7 @@ class Pipeline:
         self._limits = limits
         self._draining = draining
         self._fallbacks = fallbacks or Fallbacks()
+        self._salt = salt  # the tenant's prefix-cache salt (an HMAC of its name)
 
     async def plan(self, body: ChatCompletionRequest | CompletionRequest,
                    model: ModelView) -> GenerationPlan:
@@ -140,7 +141,8 @@ class Pipeline:
         plan = await self.plan(call.body, ModelView(served.renderer, served.max_model_len,
                                                     served.tool_parser))
         dispatch = await self._dispatch(call, served, plan)
-        requests, prompts = _engine_requests(call, plan, replay=dispatch.replay)
+        requests, prompts = _engine_requests(call, plan, self._salt(call.principal.tenant),
+                                             replay=dispatch.replay)
         run = RequestRun(dispatch.engine, requests, dispatch.ticket,
                          self._limits.stall_timeout_s,
                          self._observe(call.request_id, served.name, call.principal.tenant),
@@ -199,7 +201,7 @@ class Pipeline:
         return relay
 
 
-def _engine_requests(call: Call, plan: GenerationPlan,
+def _engine_requests(call: Call, plan: GenerationPlan, salt: str,
                      replay: bool) -> tuple[list[GenerationRequest], list[int]]:
     """The engine requests (salted per tenant: KV blocks are shared only within it) and the
     prompt each runs. One per prompt; greedy ``n > 1`` as ``n`` copies with ``n = 1``,
@@ -211,7 +213,7 @@ def _engine_requests(call: Call, plan: GenerationPlan,
     many = len(jobs) > 1
     requests = [GenerationRequest(request_id=f"{call.request_id}-{k}" if many else call.request_id,
                                   prompt_token_ids=prompt, sampling=sampling,
-                                  cache_salt=call.principal.tenant)
+                                  cache_salt=salt)
                 for k, (_, prompt) in enumerate(jobs)]
     return requests, [i for i, _ in jobs]
 
