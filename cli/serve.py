@@ -58,6 +58,18 @@ def unsafe(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
     key = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else ""
     if key and len(key) < MIN_ADMIN_KEY_CHARS:
         return f"the admin key must have at least {MIN_ADMIN_KEY_CHARS} characters"
+    return unshared(settings)
+
+
+def unshared(settings: Settings) -> str | None:
+    """One of several gateways keeps one set of books with the others, or does not start:
+    its own SQLite ledger and in-process limits would split keys, spend and budgets."""
+    if not settings.metering.require_shared:
+        return None
+    if settings.database_url().startswith("sqlite"):
+        return "one of several gateways needs the shared database (metering.database_url)"
+    if not settings.metering.redis_url:
+        return "one of several gateways needs the shared Redis (metering.redis_url)"
     return None
 
 

@@ -175,6 +175,9 @@ class MeteringSettings(_Strict):
     instance_id: str = Field(default_factory=socket.gethostname)
     orphan_after_s: float = Field(3600, gt=0)  # other instances' open rows older than this
     metrics_max_tenants: int = Field(100, ge=1)
+    # One of several gateways (the chart sets it): one set of books or none, so refuse to
+    # serve with a SQLite ledger of its own or without the shared Redis limiter.
+    require_shared: bool = False
     # The limiter's Redis: each command's connect and read timeout. Redis down, blackholed
     # or slower than this: a request with limits gets a 503 limiter_unavailable with
     # Retry-After, or (redis_fail_open) passes without limits; others never touch Redis.

@@ -211,3 +211,23 @@ def test_grafana_dashboard_when_enabled_then_shipped_as_a_sidecar_configmap(helm
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART / "dashboards" / "llm-gateway.json").read_text())
     assert json.loads(configmap["data"]["llm-gateway.json"]) == shipped
+
+
+def test_several_gateways_when_no_shared_books_then_the_render_fails(helm: Path) -> None:
+    for several in ("gateway.replicas=3", "gateway.autoscaling.enabled=true"):
+        result = run_helm(helm, "template", "rel", str(CHART), "--set",
+                          "exampleModel.enabled=true", "--set", several)
+        assert result.returncode != 0 and "one shared set of books" in result.stderr
+
+
+def test_several_gateways_when_shared_books_then_each_requires_them(helm: Path) -> None:
+    docs = manifests(render(helm, None, "exampleModel.enabled=true", "gateway.replicas=3",
+                            "postgresql.enabled=true", "postgresql.password=pw",
+                            "redis.enabled=true"))
+    env = {e["name"]: e.get("value") for e in container(
+        find(docs, "Deployment", "-gateway-gateway"), "gateway")["env"]}
+    assert env["LLMGW_METERING__REQUIRE_SHARED"] == "true"
+    single = manifests(render(helm, None, "exampleModel.enabled=true"))
+    gateway = container(find(single, "Deployment", "-gateway-gateway"), "gateway")
+    names = {e["name"] for e in gateway["env"]}
+    assert "LLMGW_METERING__REQUIRE_SHARED" not in names
