@@ -231,3 +231,22 @@ def test_several_gateways_when_shared_books_then_each_requires_them(helm: Path) 
     gateway = container(find(single, "Deployment", "-gateway-gateway"), "gateway")
     names = {e["name"] for e in gateway["env"]}
     assert "LLMGW_METERING__REQUIRE_SHARED" not in names
+
+
+def test_network_policies_when_rendered_then_only_gateway_pods_reach_engines_and_books(
+    helm: Path,
+) -> None:
+    peer = "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.team=monitoring"
+    docs = manifests(render(helm, None, "exampleModel.enabled=true", "postgresql.enabled=true",
+                            "postgresql.password=pw", "redis.enabled=true", peer))
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    api = policies.pop("rel-llm-gateway-gateway")
+    assert api["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    assert set(policies) == {f"rel-llm-gateway-{c}" for c in ("engine", "postgresql", "redis")}
+    for name, policy in policies.items():
+        [rule] = policy["spec"]["ingress"]
+        gateway = rule["from"][0]["podSelector"]["matchLabels"]
+        assert gateway["app.kubernetes.io/component"] == "gateway"
+        others = rule["from"][1:]
+        assert others == ([{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+                          if name.endswith("engine") else [])

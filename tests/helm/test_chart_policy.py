@@ -30,13 +30,14 @@ REQUIRED = {
     "CKV_K8S_12": "memory requests", "CKV_K8S_13": "memory limits",
     # probes
     "CKV_K8S_8": "liveness probe", "CKV_K8S_9": "readiness probe",
+    # every pod under a NetworkPolicy
+    "CKV2_K8S_6": "NetworkPolicy",
     # images and namespaces
     "CKV_K8S_14": "image tag fixed", "CKV_K8S_21": "default namespace",
 }
 ACCEPTED = {
     "CKV_K8S_43": "image digests are a value (images.*.digest); tags stay the default",
     "CKV_K8S_15": "pullPolicy IfNotPresent is right for pinned tags and digests",
-    "CKV2_K8S_6": "NetworkPolicy: a separate issue (engine authentication + NetworkPolicy)",
     "CKV_K8S_35": "the gateway reads its admin key and URLs from env (pydantic-settings)",
 }
 
