@@ -19,8 +19,9 @@ KEY_VERSION = 2  # bump when the recorded format or what a key covers changes
 
 
 def is_repeatable(plan: GenerationPlan) -> bool:
-    """Greedy or seeded, and one prompt (several prompts run as several engine requests)."""
-    if len(plan.prompts) != 1:
+    """Greedy or seeded, one prompt (several prompts run as several engine requests) and no
+    logprobs (a recording would hold every alternative of every token a second time)."""
+    if len(plan.prompts) != 1 or plan.sampling.logprobs is not None:
         return False
     return plan.sampling.temperature == 0 or plan.sampling.seed is not None
 

@@ -94,7 +94,7 @@ async def test_repeat_when_any_parameter_changes_then_miss(database_url: str) ->
         key = await create_key(client, "acme")
         await client.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
         variants = [{"max_tokens": 11}, {"stop": ["is"]}, {"seed": 7}, {"top_p": 0.9},
-                    {"logprobs": True}, {"presence_penalty": 0.5},
+                    {"logit_bias": {"65": 5}}, {"presence_penalty": 0.5},
                     {"messages": [{"role": "user", "content": "Capital of Spain?"}]}]
         for change in variants:
             response = await client.post("/v1/chat/completions", json={**CHAT, **change},
@@ -102,11 +102,13 @@ async def test_repeat_when_any_parameter_changes_then_miss(database_url: str) ->
             assert response.headers["x-cache"] == "miss", change
 
 
-async def test_request_when_sampled_without_seed_then_bypassed(database_url: str) -> None:
+async def test_request_when_sampled_without_seed_or_with_logprobs_then_bypassed(
+    database_url: str,
+) -> None:
     async with metered_client(FakeEngine(MODEL), cache_settings(database_url)) as (client, _):
         key = await create_key(client, "acme")
-        body = {**CHAT, "temperature": 0.8}
-        for _ in range(2):
+        for body in ({**CHAT, "temperature": 0.8}, {**CHAT, "logprobs": True},
+                     {**CHAT, "temperature": 0.8}, {**CHAT, "logprobs": True}):
             response = await client.post("/v1/chat/completions", json=body, headers=bearer(key))
             assert response.headers["x-cache"] == "bypass"
 

@@ -54,3 +54,7 @@ def test_repeatable_when_greedy_or_seeded_only() -> None:
 
 def test_repeatable_when_several_prompts_then_not() -> None:
     assert not is_repeatable(dataclasses.replace(PLAN, prompts=((1, 2), (3, 4))))
+
+
+def test_repeatable_when_logprobs_are_asked_then_not_cached() -> None:
+    assert not is_repeatable(_with_sampling(logprobs=0))
