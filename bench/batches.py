@@ -25,10 +25,9 @@ import openai
 
 from bench.load import Endpoint, LoadSpec, run_level
 from bench.machine import describe
+from bench.report import save_run
 from bench.targets import LaunchOptions, TargetSpec, started
 from gateway.settings import load_settings
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _batch_input(model: str, lines: int, max_tokens: int) -> io.BytesIO:
@@ -107,10 +106,7 @@ def main() -> None:
     doc = {"date": date.today().isoformat(), "machine": machine, "max_tokens": args.max_tokens,
            "concurrency": settings.batches.concurrency, **phases,
            "load_average_end": list(os.getloadavg())}
-    stem = REPO / "bench" / "results" / f"{doc['date']}-{machine['name']}-batches"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(doc))
-    print(stem.with_suffix(".md").read_text())
+    print(save_run(doc, "batches", render).read_text())
 
 
 

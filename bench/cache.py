@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import re
 import tempfile
@@ -24,10 +23,10 @@ import httpx
 
 from bench.load import LevelStats, LoadSpec, run_level
 from bench.machine import describe
+from bench.report import save_run
 from bench.targets import LaunchOptions, TargetSpec, started
 from gateway.settings import load_settings
 
-REPO = Path(__file__).resolve().parent.parent
 PHASES = (("engine (miss)", 1), ("cache hit", 1), ("cache hit", 16))
 
 
@@ -91,10 +90,7 @@ def main() -> None:
     doc = {"date": date.today().isoformat(), "machine": machine, "max_tokens": args.max_tokens,
            **measure(args.model, args.requests, args.max_tokens),
            "load_average_end": list(os.getloadavg())}
-    stem = REPO / "bench" / "results" / f"{doc['date']}-{machine['name']}-cache"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(doc))
-    print(stem.with_suffix(".md").read_text())
+    print(save_run(doc, "cache", render).read_text())
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ cancels. It writes ``bench/results/<date>-<machine>-embeddings.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -26,10 +25,10 @@ import httpx
 
 from bench.load import Endpoint
 from bench.machine import describe
+from bench.report import save_run
 from bench.targets import LaunchOptions, TargetSpec, started
 from gateway.settings import load_settings
 
-REPO = Path(__file__).resolve().parent.parent
 _SUBJECTS = ("the printing press", "vaccines", "the water cycle", "bicycles", "volcanoes",
              "compilers", "stars", "the sky", "bees", "telephones", "earthquakes",
              "photosynthesis", "chess", "the internet", "Roman roads", "coffee")
@@ -115,10 +114,7 @@ def main() -> None:
     doc = {"date": date.today().isoformat(), "machine": machine, "model": args.model,
            **measure(args.model, args.rounds, args.inputs),
            "load_average_end": list(os.getloadavg())}
-    stem = REPO / "bench" / "results" / f"{doc['date']}-{machine['name']}-embeddings"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(doc))
-    print(stem.with_suffix(".md").read_text())
+    print(save_run(doc, "embeddings", render).read_text())
 
 
 if __name__ == "__main__":

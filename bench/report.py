@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ METHOD = (
     "TTFT = request sent -> first chunk with text; ITL = gap between content chunks.",
     "The load generator runs on the same machine and shares its CPU with the server.",
 )
+RESULTS = Path(__file__).resolve().parent / "results"
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
 
@@ -77,6 +78,16 @@ def markdown(doc: Mapping[str, Any], plot_files: list[str]) -> str:
         lines += section_markdown(body["title"], body)
     lines += [f"![{name}]({name})" for name in plot_files]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def save_run(doc: dict[str, Any], kind: str, render: Callable[[dict[str, Any]], str]) -> Path:
+    """One benchmark's run as ``bench/results/<date>-<machine>-<kind>.{json,md}``; returns
+    the Markdown file (the committed record of the run, with its machine)."""
+    stem = RESULTS / f"{doc['date']}-{doc['machine']['name']}-{kind}"
+    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
+    markdown_file = stem.with_suffix(".md")
+    markdown_file.write_text(render(doc))
+    return markdown_file
 
 
 def write(doc: dict[str, Any], folder: Path, stem: str) -> list[Path]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import statistics
 import tempfile
@@ -22,10 +21,10 @@ from typing import Any
 
 from bench.load import Endpoint, LevelStats, LoadSpec, run_level
 from bench.machine import describe
+from bench.report import save_run
 from bench.targets import LaunchOptions, TargetSpec, started
 from gateway.settings import load_settings
 
-REPO = Path(__file__).resolve().parent.parent
 ESSAY = {"type": "object", "properties": {
     "title": {"type": "string"},
     "paragraphs": {"type": "array", "items": {"type": "string"}, "minItems": 3}},
@@ -107,10 +106,7 @@ def main() -> None:
            "rounds": args.rounds,
            "levels": measure(args.model, levels, args.rounds, args.max_tokens),
            "load_average_end": list(os.getloadavg())}
-    stem = REPO / "bench" / "results" / f"{doc['date']}-{machine['name']}-structured"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(doc))
-    print(stem.with_suffix(".md").read_text())
+    print(save_run(doc, "structured", render).read_text())
 
 
 if __name__ == "__main__":

@@ -8,22 +8,13 @@ from gateway.errors import InvalidRequestError, UnsupportedParameterError
 from gateway.openai.bodies import REFUSED_COMPLETION_FIELDS, CompletionRequest
 from gateway.serving.plan import GenerationPlan
 from gateway.serving.planning.chat import ModelView
+from gateway.serving.planning.inputs import as_inputs
 from gateway.serving.planning.sampling import max_tokens, refuse, sampling_spec, stream_usage
 from gateway.serving.planning.structured import structured_output
 from gateway.serving.rendering import PromptRenderer
 from gateway.settings import LimitSettings
 
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-
-
-def _prompts(body: CompletionRequest) -> list[str | list[int]]:
-    """OpenAI's four prompt forms as a list of prompts."""
-    prompt = body.prompt
-    if isinstance(prompt, str):
-        return [prompt]
-    if prompt and all(isinstance(i, int) for i in prompt):
-        return [prompt]  # type: ignore[list-item]  # one prompt of token ids
-    return list(prompt)  # type: ignore[arg-type]  # several strings or token lists
 
 
 async def _ids(prompt: str | list[int], renderer: PromptRenderer, limits: LimitSettings,
@@ -46,7 +37,7 @@ async def plan_completion(body: CompletionRequest, model: ModelView,
     refuse(body, REFUSED_COMPLETION_FIELDS)
     if body.best_of not in (None, 1):
         raise UnsupportedParameterError("'best_of' > 1 is not supported", param="best_of")
-    prompts = _prompts(body)
+    prompts = as_inputs(body.prompt)
     if not prompts:
         raise InvalidRequestError("'prompt' must not be empty", param="prompt")
     if len(prompts) > limits.max_prompts:

@@ -8,6 +8,7 @@ from typing import Literal, Protocol
 
 from gateway.errors import ContextLengthError, InvalidRequestError
 from gateway.openai.embedding_bodies import EmbeddingsRequest
+from gateway.serving.planning.inputs import as_inputs
 from gateway.settings import LimitSettings
 
 Encoding = Literal["float", "base64"]
@@ -51,15 +52,6 @@ class EmbeddingPlan:
         return self.prompt_tokens
 
 
-def _texts_or_ids(body: EmbeddingsRequest) -> list[str | list[int]]:
-    value = body.input
-    if isinstance(value, str):
-        return [value]
-    if value and all(isinstance(i, int) for i in value):
-        return [value]  # type: ignore[list-item]  # one input of token ids
-    return list(value)  # type: ignore[arg-type]
-
-
 async def _ids(item: str | list[int], encoder: InputEncoder, param: str) -> tuple[int, ...]:
     if isinstance(item, str):
         if not item:
@@ -75,7 +67,7 @@ async def plan_embeddings(body: EmbeddingsRequest, encoder: InputEncoder, contex
                           dimensions: tuple[int, ...],
                           limits: LimitSettings) -> EmbeddingPlan:
     """``dimensions``: the sizes this (Matryoshka) model can shorten to; empty: none."""
-    items = _texts_or_ids(body)
+    items = as_inputs(body.input)
     if not items or len(items) > limits.max_embedding_inputs:
         raise InvalidRequestError(
             f"input must hold 1 to {limits.max_embedding_inputs} items", param="input")
