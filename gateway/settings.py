@@ -211,6 +211,10 @@ class BatchSettings(_Strict):
     concurrency: int = Field(8, ge=1)  # batch lines in flight per gateway
     yield_above: int = Field(0, ge=0)  # claim no new line while more online requests run
     poll_interval_s: float = Field(1.0, gt=0)
+    # A claimed line (or a batch being finalized) is leased to its instance, which renews
+    # it every lease_s / 3; one not renewed for lease_s is reclaimed by any instance.
+    lease_s: float = Field(60, gt=0)
+    max_tenant_file_bytes: int = Field(10 * 2**30, ge=1024)  # all of a tenant's stored files
 
 
 class ObservabilitySettings(_Strict):

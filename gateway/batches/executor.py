@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from gateway.batches.store import ClaimedLine
+from gateway.batches.leases import ClaimedLine
 from gateway.batches.tables import DONE, FAILED
 from gateway.errors import (
     BudgetExceededError,
@@ -37,37 +37,33 @@ ENDPOINTS: dict[str, type[BaseModel]] = {
 }
 # Whether any of these earlier attempts' request ids was billed (the ledger's any_billed).
 BilledBefore = Callable[[list[str]], Awaitable[bool]]
+# Whether this attempt may bill the line: no earlier attempt was billed and it still
+# holds the line's lease (the worker asks the ledger and the lease, at settlement).
+MayBill = Callable[[], Awaitable[bool]]
 
 
 class _AnsweredOnce:
     """A batch line pays once, for an attempt that answered it. An attempt cut short (a
-    shutdown, an engine failure) is recorded with no tokens and no cost; so is a retry of
-    a line an earlier attempt was already billed for (a crash between the settlement and
-    the line's result being stored)."""
+    shutdown, an engine failure, its lease lost) is recorded with no tokens and no cost;
+    so is a retry of a line an earlier attempt was already billed for (a crash between
+    the settlement and the line's result being stored)."""
 
-    def __init__(self, inner: Ticket, already_billed: bool) -> None:
+    def __init__(self, inner: Ticket, may_bill: MayBill) -> None:
         self._inner = inner
-        self._already_billed = already_billed
+        self._may_bill = may_bill
 
     async def settle(self, outcome: Outcome) -> Settled:
-        if self._already_billed or outcome.status in ("aborted", "error"):
+        if outcome.status in ("aborted", "error") or not await self._may_bill():
             outcome = dataclasses.replace(outcome, usage=Usage(0, 0))
         return await self._inner.settle(outcome)
 
 
-async def _billed_before(billed: BilledBefore | None, line: ClaimedLine) -> bool:
-    if billed is None or line.attempt == 1:
-        return False
-    return await billed([f"{line.batch_id}-{line.line}-{k}" for k in range(1, line.attempt)])
-
-
-async def _execute(pipeline: Pipeline, billed: BilledBefore | None, principal: Principal,
+async def _execute(pipeline: Pipeline, may_bill: MayBill, principal: Principal,
                    line: ClaimedLine, endpoint: str) -> dict[str, Any]:
     fields = line.body if endpoint == "/v1/embeddings" else {**line.body, "stream": False}
     body = ENDPOINTS[endpoint].model_validate(fields)
-    paid = await _billed_before(billed, line)
     call = Call(body, principal, line.request_id, batch_id=line.batch_id,  # type: ignore[arg-type]
-                settle_policy=lambda ticket: _AnsweredOnce(ticket, paid))
+                settle_policy=lambda ticket: _AnsweredOnce(ticket, may_bill))
     exchange = await pipeline.serve(call)
     done = await exchange.complete()
     assert done is not None, "a batch line has no client to go away"
@@ -82,13 +78,13 @@ class RetryLater(Exception):
         self.after_s = after_s
 
 
-async def run_line(pipeline: Pipeline, billed: BilledBefore | None, principal: Principal,
+async def run_line(pipeline: Pipeline, may_bill: MayBill, principal: Principal,
                    line: ClaimedLine, endpoint: str) -> tuple[str, dict[str, Any]]:
     """(DONE or FAILED, the line for the output or error file); ``RetryLater`` when a
     rate limit or an unavailable engine should just delay the line."""
     status, body = 200, {}
     try:
-        body = await _execute(pipeline, billed, principal, line, endpoint)
+        body = await _execute(pipeline, may_bill, principal, line, endpoint)
     except ValidationError as exc:
         first = exc.errors()[0]
         param = ".".join(str(p) for p in first.get("loc", ())) or None

@@ -3,6 +3,10 @@
 Each line is ``{"custom_id", "method": "POST", "url": <the batch's endpoint>, "body"}``;
 custom ids are unique. Every mistake is reported with its line number, in OpenAI's
 ``errors`` shape, and a batch with any mistake fails without running a line.
+
+The file is read in pieces (``InputParser.feed``): the caller runs each piece's parse in
+a thread, off the event loop, and stores the valid lines as they come, so neither the
+file nor its lines are ever held whole in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+MAX_ERRORS = 100
 
 
 @dataclass(frozen=True)
@@ -44,34 +49,78 @@ def _check(item: Any, endpoint: str) -> tuple[InputLine | None, str | None]:
     return InputLine(custom_id, body), None
 
 
-def parse_input(content: bytes, endpoint: str,
-                max_lines: int) -> tuple[list[InputLine], list[dict[str, Any]]]:
-    """(lines, errors): errors is empty when the file may run."""
+def _decode(raw: bytes) -> tuple[Any, str | None]:
+    """(the line's JSON value, None) or (None, why)."""
     try:
-        text = content.decode("utf-8")
+        return json.loads(raw.decode("utf-8")), None
     except UnicodeDecodeError:
-        return [], [_error("invalid_encoding", "the file must be UTF-8 JSONL", None)]
-    lines: list[InputLine] = []
-    errors: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for number, raw in enumerate(text.splitlines(), start=1):
+        return None, "invalid_encoding: the file must be UTF-8 JSONL"
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        return None, "invalid_json_line: this line is not valid JSON"
+
+
+class InputParser:
+    """Feed the file's bytes in order; each ``feed`` returns the lines it completed.
+
+    Once any line is wrong the batch will fail, so later valid lines are no longer
+    returned (only checked, for the error list, which keeps the first ``MAX_ERRORS``)."""
+
+    def __init__(self, endpoint: str, max_lines: int) -> None:
+        if endpoint not in ENDPOINTS or max_lines < 1:
+            raise ValueError("an input parser needs a batch endpoint and max_lines >= 1")
+        self.endpoint, self.max_lines = endpoint, max_lines
+        self.errors: list[dict[str, Any]] = []
+        self.count = 0  # valid lines so far
+        self._number = 0
+        self._rest = b""
+        self._seen: set[str] = set()
+        self._too_many = False
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.errors)
+
+    def feed(self, piece: bytes) -> list[InputLine]:
+        raws = (self._rest + piece).split(b"\n")  # a newline byte never sits inside UTF-8
+        self._rest = raws.pop()
+        return self._lines(raws)
+
+    def finish(self) -> list[InputLine]:
+        tail, self._rest = self._rest, b""
+        found = self._lines([tail]) if tail else []
+        if not self.count and not self.errors:
+            self._fail("empty_file: the input file has no requests", None)
+        return [] if self.failed else found
+
+    def _lines(self, raws: list[bytes]) -> list[InputLine]:
+        found = []
+        for raw in raws:
+            self._number += 1
+            line = self._one(raw)
+            if line is not None:
+                found.append(line)
+        return [] if self.failed else found
+
+    def _one(self, raw: bytes) -> InputLine | None:
         if not raw.strip():
-            continue
-        try:
-            line, problem = _check(json.loads(raw), endpoint)
-        except json.JSONDecodeError:
-            line, problem = None, "invalid_json_line: this line is not valid JSON"
-        if line is not None and line.custom_id in seen:
+            return None
+        item, problem = _decode(raw)
+        line = None
+        if problem is None:
+            line, problem = _check(item, self.endpoint)
+        if line is not None and line.custom_id in self._seen:
             problem = f"duplicate_custom_id: {line.custom_id!r} appears twice"
         if line is None or problem is not None:
-            code, _, message = (problem or "invalid_json_line: ?").partition(": ")
-            errors.append(_error(code, message, number))
-            continue
-        seen.add(line.custom_id)
-        lines.append(line)
-    if not lines and not errors:
-        errors.append(_error("empty_file", "the input file has no requests", None))
-    if len(lines) > max_lines:
-        errors.append(_error("too_many_requests", f"at most {max_lines} requests per batch",
-                             None))
-    return lines, errors[:100]
+            self._fail(problem or "invalid_json_line: ?", self._number)
+            return None
+        self._seen.add(line.custom_id)
+        self.count += 1
+        if self.count > self.max_lines and not self._too_many:
+            self._too_many = True
+            self._fail(f"too_many_requests: at most {self.max_lines} requests per batch", None)
+        return line
+
+    def _fail(self, problem: str, line: int | None) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            code, _, message = problem.partition(": ")
+            self.errors.append(_error(code, message, line))

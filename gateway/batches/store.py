@@ -1,26 +1,26 @@
-"""Batches and their lines in the database: the state a restart resumes from.
+"""Batches in the database: the state a restart, or another instance, resumes from.
 
-A worker claims a pending line with a conditional update (only one claim can win, across
-gateway replicas), runs it, and finishes it with another (only its owner can). Lines a
-crashed instance left running go back to pending at its restart; the ledger row of that
-attempt is closed by metering's own recovery, and the retry gets a new request id, so
-a line is billed for the one attempt that finished.
+A batch is created in one transaction with its lines, which arrive in groups as the
+input file is parsed (``create``): a file with any mistake leaves a ``failed`` batch and
+no line. Running lines are leased to the instance running them (``leases.py``); the
+output files are written when the batch is finalized (``output.py``).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, true, update
+from sqlalchemy import ColumnElement, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway.batches.files import unix
 from gateway.batches.jsonl import InputLine
-from gateway.batches.tables import DONE, FAILED, PENDING, RUNNING, BatchLineRow, BatchRow
+from gateway.batches.tables import DONE, FAILED, PENDING, BatchLineRow, BatchRow
 from gateway.metering.ledger import utcnow
 
 ACTIVE = ("in_progress", "cancelling")
@@ -53,17 +53,36 @@ class BatchView:
         }
 
 
-@dataclass(frozen=True)
-class ClaimedLine:
-    batch_id: str
-    line: int
-    custom_id: str
-    body: dict[str, Any]
-    attempt: int
+class InputRejected(Exception):
+    """The input file has mistakes: the batch fails, naming them."""
 
-    @property
-    def request_id(self) -> str:
-        return f"{self.batch_id}-{self.line}-{self.attempt}"  # one ledger row per attempt
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} mistakes in the input file")
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class NewBatch:
+    tenant: str
+    key_id: str | None
+    endpoint: str
+    input_file_id: str
+    metadata: dict[str, str] | None = None
+
+    def row(self, now: datetime, errors: list[dict[str, Any]] | None) -> BatchRow:
+        return BatchRow(
+            id=f"batch_{secrets.token_hex(12)}", tenant=self.tenant, key_id=self.key_id,
+            endpoint=self.endpoint, input_file_id=self.input_file_id,
+            completion_window="24h", status="failed" if errors else "in_progress",
+            metadata_json=json.dumps(self.metadata) if self.metadata else None,
+            errors_json=json.dumps(errors) if errors else None, created_at=now,
+            expires_at=now + timedelta(hours=24), in_progress_at=None if errors else now,
+            failed_at=now if errors else None)
+
+
+def _line(batch_id: str, number: int, item: InputLine) -> dict[str, Any]:
+    return {"batch_id": batch_id, "line": number, "custom_id": item.custom_id,
+            "body_json": json.dumps(item.body), "status": PENDING, "attempts": 0}
 
 
 def _visible(tenant: str | None) -> ColumnElement[bool]:
@@ -72,27 +91,32 @@ def _visible(tenant: str | None) -> ColumnElement[bool]:
 
 class BatchStore:
     def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
-    async def create(self, tenant: str, key_id: str | None, endpoint: str, input_file_id: str,
-                     lines: list[InputLine], errors: list[dict[str, Any]],
-                     metadata: dict[str, str] | None) -> BatchView:
+    async def create(self, spec: NewBatch,
+                     groups: AsyncIterator[list[InputLine]]) -> BatchView:
+        """The batch and its lines, in one transaction, the lines stored group by group as
+        ``groups`` yields them; ``groups`` raising ``InputRejected`` makes it ``failed``."""
         now = utcnow()
-        row = BatchRow(
-            id=f"batch_{secrets.token_hex(12)}", tenant=tenant, key_id=key_id,
-            endpoint=endpoint, input_file_id=input_file_id, completion_window="24h",
-            status="failed" if errors else "in_progress",
-            metadata_json=json.dumps(metadata) if metadata else None,
-            errors_json=json.dumps(errors) if errors else None, created_at=now,
-            expires_at=now + timedelta(hours=24), in_progress_at=None if errors else now,
-            failed_at=now if errors else None)
-        async with self._sessions.begin() as session:
-            session.add(row)
-            if not errors:
-                session.add_all(BatchLineRow(batch_id=row.id, line=i, custom_id=item.custom_id,
-                                             body_json=json.dumps(item.body), status=PENDING,
-                                             attempts=0) for i, item in enumerate(lines))
-        return BatchView(row, {PENDING: 0 if errors else len(lines)})
+        row = spec.row(now, None)
+        count = 0
+        try:
+            async with self._sessions.begin() as session:
+                session.add(row)
+                await session.flush()
+                async for group in groups:
+                    if group:
+                        await session.execute(insert(BatchLineRow), [
+                            _line(row.id, number, item)
+                            for number, item in enumerate(group, start=count)])
+                        count += len(group)
+        except InputRejected as rejected:
+            row = spec.row(now, rejected.errors)
+            async with self._sessions.begin() as session:
+                session.add(row)
+            return BatchView(row, {})
+        return BatchView(row, {PENDING: count})
 
     async def counts(self, batch_id: str) -> dict[str, int]:
         statement = (select(BatchLineRow.status, func.count()).where(
@@ -133,54 +157,6 @@ class BatchStore:
         statement = select(BatchRow).where(BatchRow.status.in_((*ACTIVE, "finalizing")))
         async with self._sessions() as session:
             return list((await session.scalars(statement.order_by(BatchRow.created_at))).all())
-
-    async def claim(self, batch_id: str, owner: str, limit: int) -> list[ClaimedLine]:
-        pending = (select(BatchLineRow).where(BatchLineRow.batch_id == batch_id,
-                                              BatchLineRow.status == PENDING)
-                   .order_by(BatchLineRow.line).limit(limit))
-        claimed = []
-        async with self._sessions() as session:
-            candidates = (await session.scalars(pending)).all()
-        for row in candidates:
-            grab = (update(BatchLineRow)
-                    .where(BatchLineRow.batch_id == batch_id, BatchLineRow.line == row.line,
-                           BatchLineRow.status == PENDING)
-                    .values(status=RUNNING, owner=owner, attempts=row.attempts + 1))
-            async with self._sessions.begin() as session:
-                won = getattr(await session.execute(grab), "rowcount", 0) == 1
-            if won:
-                claimed.append(ClaimedLine(batch_id, row.line, row.custom_id,
-                                           json.loads(row.body_json), row.attempts + 1))
-        return claimed
-
-    async def finish(self, line: ClaimedLine, owner: str, status: str,
-                     result: dict[str, Any]) -> bool:
-        assert status in (DONE, FAILED), status
-        statement = (update(BatchLineRow)
-                     .where(BatchLineRow.batch_id == line.batch_id, BatchLineRow.line == line.line,
-                            BatchLineRow.status == RUNNING, BatchLineRow.owner == owner)
-                     .values(status=status, result_json=json.dumps(result)))
-        async with self._sessions.begin() as session:
-            return bool(getattr(await session.execute(statement), "rowcount", 0) == 1)
-
-    async def release(self, owner: str, batch_id: str | None = None) -> int:
-        """Lines ``owner`` left running (a crash, a cancel) go back to pending."""
-        statement = update(BatchLineRow).where(BatchLineRow.status == RUNNING,
-                                               BatchLineRow.owner == owner)
-        if batch_id is not None:
-            statement = statement.where(BatchLineRow.batch_id == batch_id)
-        async with self._sessions.begin() as session:
-            result = await session.execute(statement.values(status=PENDING, owner=None))
-        return int(getattr(result, "rowcount", 0))
-
-    async def results(self, batch_id: str) -> list[tuple[str, str]]:
-        """(status, result line) of every finished line, in input order."""
-        statement = (select(BatchLineRow.status, BatchLineRow.result_json)
-                     .where(BatchLineRow.batch_id == batch_id,
-                            BatchLineRow.status.in_((DONE, FAILED)))
-                     .order_by(BatchLineRow.line))
-        async with self._sessions() as session:
-            return [(s, r or "{}") for s, r in (await session.execute(statement)).all()]
 
 
 def is_expired(row: BatchRow, now: datetime) -> bool:

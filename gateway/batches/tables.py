@@ -1,14 +1,17 @@
 """Tables of uploaded files, batches and their lines (in the metering database).
 
 A batch's request counts are never stored: each line owns its status and the counts are
-read from the lines, so they cannot drift.
+read from the lines, so they cannot drift. A file's bytes are rows of ``file_chunks``
+(at most ``CHUNK_BYTES`` each), written and read one chunk at a time. A running line,
+and a batch being finalized, is leased: ``owner`` is the instance and ``heartbeat_at``
+when it last renewed the lease.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.metering.tables import Base
@@ -23,9 +26,19 @@ class FileRow(Base):
     tenant: Mapped[str] = mapped_column(String(128), index=True)
     filename: Mapped[str] = mapped_column(String(256))
     purpose: Mapped[str] = mapped_column(String(32))
-    size: Mapped[int] = mapped_column("bytes", Integer)
+    size: Mapped[int] = mapped_column("bytes", BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime())
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(), index=True)
+
+
+class FileChunkRow(Base):
+    """One piece of a file's content, in order of ``seq``."""
+
+    __tablename__ = "file_chunks"
+
+    file_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class BatchRow(Base):
@@ -50,6 +63,8 @@ class BatchRow(Base):
     failed_at: Mapped[datetime | None] = mapped_column(DateTime())
     cancelling_at: Mapped[datetime | None] = mapped_column(DateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime())
+    owner: Mapped[str | None] = mapped_column(String(128))  # the instance finalizing it
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime())
 
 
 class BatchLineRow(Base):
@@ -64,4 +79,5 @@ class BatchLineRow(Base):
     status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     owner: Mapped[str | None] = mapped_column(String(128))  # the instance running it
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime())  # its lease, renewed
     result_json: Mapped[str | None] = mapped_column(Text)  # the output or error-file line

@@ -6,6 +6,11 @@ or waiting on the engines: online traffic keeps its latency, batches fill the ga
 A batch whose lines are all finished is finalized (output and error files written,
 ``completed``); a cancelled or expired one stops claiming, lets its in-flight lines
 finish and is finalized with what it has.
+
+Every ``lease_s / 3`` it renews the leases of its lines (a line whose lease was lost is
+cancelled: it is someone else's now), puts lines whose lease lapsed back to pending,
+whoever held them, and deletes expired files. A failing step (the database away) is
+logged and the next poll tries again: the worker never dies of it.
 """
 
 from __future__ import annotations
@@ -13,56 +18,84 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import time
+from collections.abc import Awaitable, Callable
 
 from gateway.auth.key_store import KeyStore
-from gateway.batches.executor import BilledBefore, RetryLater, result_line, run_line
+from gateway.batches.executor import BilledBefore, MayBill, RetryLater, result_line, run_line
 from gateway.batches.files import FileStore
-from gateway.batches.store import BatchStore, ClaimedLine, is_expired
-from gateway.batches.tables import DONE, PENDING, RUNNING, BatchRow
+from gateway.batches.leases import ClaimedLine, Leases
+from gateway.batches.output import Finalizer
+from gateway.batches.store import BatchStore, is_expired
+from gateway.batches.tables import PENDING, RUNNING, BatchRow
 from gateway.errors import AuthenticationError
 from gateway.metering.ledger import utcnow
+from gateway.metering.outage import is_database_outage
 from gateway.serving.accounting import Principal
 from gateway.serving.pipeline import Pipeline
 from gateway.settings import BatchSettings
 
 log = logging.getLogger("llm_gateway.batches")
+FINISH_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # a result the database would not take yet
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerParts:
+    store: BatchStore
+    leases: Leases
+    finalizer: Finalizer
+    files: FileStore
+    keys: KeyStore
 
 
 class BatchWorker:
-    def __init__(self, pipeline: Pipeline, billed: BilledBefore | None, store: BatchStore,
-                 files: FileStore, keys: KeyStore, settings: BatchSettings, owner: str,
-                 drain_timeout_s: float) -> None:
-        self._pipeline, self._billed = pipeline, billed
-        self._store, self._files, self._keys = store, files, keys
-        self._settings, self._owner, self._drain_timeout_s = settings, owner, drain_timeout_s
-        self._inflight: dict[tuple[str, int], asyncio.Task[None]] = {}
-        self._not_before: dict[str, datetime] = {}  # a batch backing off after a limit
+    def __init__(self, pipeline: Pipeline, billed: BilledBefore, parts: WorkerParts,
+                 settings: BatchSettings, drain_timeout_s: float) -> None:
+        self._pipeline, self._billed, self._parts = pipeline, billed, parts
+        self._settings, self._drain_timeout_s = settings, drain_timeout_s
+        self._inflight: dict[tuple[str, int], tuple[ClaimedLine, asyncio.Task[None]]] = {}
+        self._not_before: dict[str, float] = {}  # a batch backing off after a limit
+        self._maintained = float("-inf")
 
     async def run(self) -> None:
-        released = await self._store.release(self._owner)
+        released = await _safely(self._parts.leases.release)
         if released:
             log.warning("re-queued %d batch lines this instance left running", released)
         try:
             while True:
-                await self.step()
+                await _safely(self.step)
                 await asyncio.sleep(self._settings.poll_interval_s)
         finally:
             await self._drain()
 
     async def step(self) -> None:
-        for row in await self._store.active():
-            if row.status == "finalizing":
-                continue  # the instance that won finalization writes the files
-            stopping = row.status == "cancelling" or is_expired(row, utcnow())
-            if not stopping:
-                await self._claim(row)
-            if not self._busy_with(row.id):
-                await self._maybe_finalize(row, stopping)
+        await self._maintain()
+        for row in await self._parts.store.active():
+            await self._visit(row)
 
-    def _busy_with(self, batch_id: str) -> bool:
-        return any(key[0] == batch_id for key in self._inflight)
+    async def _maintain(self) -> None:
+        if time.monotonic() - self._maintained < self._settings.lease_s / 3:
+            return
+        self._maintained = time.monotonic()
+        for line in await self._parts.leases.renew(line for line, _ in self._inflight.values()):
+            log.warning("lost the lease of batch %s line %d: stopping it", *line.key)
+            self._inflight[line.key][1].cancel()
+        if lapsed := await self._parts.leases.expire():
+            log.warning("re-queued %d batch lines whose lease lapsed", lapsed)
+        if gone := await self._parts.files.delete_expired(utcnow()):
+            log.info("deleted %d expired files", gone)
+
+    async def _visit(self, row: BatchRow) -> None:
+        leases = self._parts.leases
+        if row.status == "finalizing":  # finished by its finalizer, unless that one died
+            if leases.finalizer_lapsed(row) and await leases.take_over(row):
+                await self._finalize(row)
+            return
+        stopping = row.status == "cancelling" or is_expired(row, utcnow())
+        if not stopping:
+            await self._claim(row)
+        if not any(key[0] == row.id for key in self._inflight):
+            await self._maybe_finalize(row, stopping)
 
     def _online_load(self) -> int:
         stats = [m.engine.stats() for m in self._pipeline.models]
@@ -71,91 +104,109 @@ class BatchWorker:
 
     async def _claim(self, row: BatchRow) -> None:
         room = self._settings.concurrency - len(self._inflight)
-        hold = self._not_before.get(row.id)
-        if room <= 0 or (hold is not None and utcnow() < hold):
+        if room <= 0 or time.monotonic() < self._not_before.get(row.id, 0.0):
             return
         if self._online_load() > self._settings.yield_above:
             return
         principal = await self._principal(row)
-        for line in await self._store.claim(row.id, self._owner, room):
-            key = (row.id, line.line)
+        for line in await self._parts.leases.claim(row.id, room):
+            if line.key in self._inflight:  # an earlier attempt here lost its lease
+                self._inflight[line.key][1].cancel()
             task = asyncio.create_task(self._run(row, principal, line))
-            self._inflight[key] = task
-            task.add_done_callback(self._forget(key))
+            self._inflight[line.key] = (line, task)
+            task.add_done_callback(self._forget(line))
 
-    def _forget(self, key: tuple[str, int]) -> Callable[[asyncio.Task[None]], None]:
-        def done(_task: asyncio.Task[None]) -> None:
-            self._inflight.pop(key, None)
+    def _forget(self, line: ClaimedLine) -> Callable[[asyncio.Task[None]], None]:
+        def done(task: asyncio.Task[None]) -> None:
+            if self._inflight.get(line.key, (None, None))[1] is task:
+                del self._inflight[line.key]
         return done
 
     async def _principal(self, row: BatchRow) -> Principal:
         if row.key_id is None:
             return Principal(key_id=None, tenant=row.tenant)
-        record = await self._keys.get(row.key_id)
+        keys = self._parts.keys
+        record = await keys.get(row.key_id)
         if record is None or not record.live(utcnow()):  # revoked or expired since
             return _REVOKED
-        principal = await self._keys.principal(record)  # its models and its tenant's limits
+        principal = await keys.principal(record)  # its models and its tenant's limits
         return dataclasses.replace(principal, response_cache=False)
+
+    def _may_bill(self, line: ClaimedLine) -> MayBill:
+        async def check() -> bool:
+            try:
+                if line.attempt > 1 and await self._billed(line.earlier_request_ids()):
+                    return False
+                return await self._parts.leases.still_held(line)
+            except Exception as exc:
+                if not is_database_outage(exc):
+                    raise
+                return True  # the tokens were generated: bill them (the ledger retries)
+        return check
 
     async def _run(self, row: BatchRow, principal: Principal, line: ClaimedLine) -> None:
         try:
             if principal is _REVOKED:
                 raise AuthenticationError(
                     "the key that created this batch was revoked or has expired")
-            status, result = await run_line(self._pipeline, self._billed, principal, line,
-                                            row.endpoint)
+            status, result = await run_line(self._pipeline, self._may_bill(line), principal,
+                                            line, row.endpoint)
         except RetryLater as later:
-            self._not_before[row.id] = utcnow() + timedelta(seconds=later.after_s)
-            await self._store.release(self._owner, row.id)
+            self._not_before[row.id] = time.monotonic() + later.after_s
+            await _safely(lambda: self._parts.leases.release(line))
             return
         except AuthenticationError as exc:
             status, result = "failed", result_line(line, 401, exc.envelope())
         except Exception:
             log.exception("batch %s line %d crashed", row.id, line.line)
-            await self._store.release(self._owner, row.id)
+            await _safely(lambda: self._parts.leases.release(line))
             return
-        await self._store.finish(line, self._owner, status, result)
+        await _safely(lambda: self._finish(line, status, result))
+
+    async def _finish(self, line: ClaimedLine, status: str, result: dict[str, object]) -> None:
+        for delay in (*FINISH_RETRY_S, None):
+            try:
+                if not await self._parts.leases.finish(line, status, result):
+                    log.warning("batch %s line %d was taken over; result dropped", *line.key)
+                return
+            except Exception as exc:
+                if delay is None or not is_database_outage(exc):
+                    raise
+                await asyncio.sleep(delay)
 
     async def _maybe_finalize(self, row: BatchRow, stopping: bool) -> None:
-        counts = await self._store.counts(row.id)
-        unfinished = counts.get(PENDING, 0) + counts.get(RUNNING, 0)
-        if unfinished and not stopping:
-            return
-        if counts.get(RUNNING, 0):
-            return  # another instance still runs lines of it
-        final = ("expired" if row.status != "cancelling" and is_expired(row, utcnow())
-                 else "cancelled" if row.status == "cancelling" else "completed")
-        if not await self._store.set_status(row.id, "finalizing", (row.status,)):
-            return
-        output, errors = await self._write_files(row)
-        await self._store.set_status(row.id, final, ("finalizing",),
-                                     output_file_id=output, error_file_id=errors)
-        log.info("batch %s %s", row.id, final)
+        counts = await self._parts.store.counts(row.id)
+        if counts.get(RUNNING, 0) or (counts.get(PENDING, 0) and not stopping):
+            return  # lines left to run, or running elsewhere (until their lease lapses)
+        if await self._parts.leases.start_finalizing(row):
+            await self._finalize(row)
 
-    async def _write_files(self, row: BatchRow) -> tuple[str | None, str | None]:
-        results = await self._store.results(row.id)
-        done = [r for status, r in results if status == DONE]
-        failed = [r for status, r in results if status != DONE]
-        ids: list[str | None] = []
-        for name, lines in ((f"{row.id}_output.jsonl", done), (f"{row.id}_errors.jsonl", failed)):
-            if not lines:
-                ids.append(None)
-                continue
-            content = ("\n".join(lines) + "\n").encode()
-            ids.append((await self._files.create(row.tenant, name, "batch_output", content)).id)
-        return ids[0], ids[1]
+    async def _finalize(self, row: BatchRow) -> None:
+        final = await self._parts.finalizer.finalize(row.id)
+        log.info("batch %s %s", row.id, final or "finalized by another instance")
 
     async def _drain(self) -> None:
         """Shutting down: in-flight lines get ``limits.drain_timeout_s`` to finish; the rest
         are aborted and go back to pending for the next start."""
-        tasks = list(self._inflight.values())
+        tasks = [task for _, task in self._inflight.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=self._drain_timeout_s)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._store.release(self._owner)
+        await _safely(self._parts.leases.release)
+
+
+async def _safely(work: Callable[[], Awaitable[int | None]]) -> int | None:
+    """``work()``, or None when it failed (logged; the database away is only a warning)."""
+    try:
+        return await work()
+    except Exception as exc:
+        if is_database_outage(exc):
+            log.warning("batch worker: the database is unavailable (%r)", exc)
+        else:
+            log.exception("batch worker step failed")
+        return None
 
 
 _REVOKED = Principal(key_id=None, tenant="revoked-key")
-

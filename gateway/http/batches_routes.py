@@ -11,9 +11,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.batches.jsonl import parse_input
 from gateway.batches.service import Batches
-from gateway.batches.store import BatchView
+from gateway.batches.store import BatchView, NewBatch
 from gateway.errors import InvalidRequestError, NotFoundError
 from gateway.http.files_routes import batches_of, scope
 from gateway.http.state import principal_of
@@ -48,12 +47,9 @@ async def create_batch(
     if source is None or source.purpose != "batch":
         raise NotFoundError(f"No such batch input file: {body.input_file_id}",
                             param="input_file_id")
-    content = await batches.files.content(source.id, scope(principal)) or b""
-    lines, errors = parse_input(content, body.endpoint, batches.settings.max_requests)
     key_id = None if principal.is_admin else principal.key_id
-    view = await batches.store.create(principal.tenant, key_id, body.endpoint, source.id,
-                                      lines, errors, body.metadata)
-    return view.as_json()
+    spec = NewBatch(principal.tenant, key_id, body.endpoint, source.id, body.metadata)
+    return (await batches.create(spec)).as_json()
 
 
 @router.get("")
