@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from sse_starlette.sse import AppStatus
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -202,6 +203,9 @@ async def start_fake_vllm(replica: FakeVllm, port: int | None = None) -> Running
     port = port or free_port()
     config = uvicorn.Config(Starlette(routes=_routes(replica)), host="127.0.0.1", port=port,
                             log_level="warning", lifespan="off")
+    # As the gateway's own server does: otherwise sse-starlette ends every stream in this
+    # process (the in-process gateway tests' too) once it sees a stopped replica's uvicorn exit.
+    AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(1000):  # uvicorn offers a flag, not an event
