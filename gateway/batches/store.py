@@ -69,6 +69,10 @@ class NewBatch:
     input_file_id: str
     metadata: dict[str, str] | None = None
 
+    def __post_init__(self) -> None:
+        if not self.tenant or not self.endpoint or not self.input_file_id:
+            raise ValueError("a batch has a tenant, an endpoint and an input file")
+
     def row(self, now: datetime, errors: list[dict[str, Any]] | None) -> BatchRow:
         return BatchRow(
             id=f"batch_{secrets.token_hex(12)}", tenant=self.tenant, key_id=self.key_id,
