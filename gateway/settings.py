@@ -183,11 +183,12 @@ class MeteringSettings(_Strict):
     # Retry-After, or (redis_fail_open) passes without limits; others never touch Redis.
     redis_timeout_s: float = Field(0.5, gt=0)
     redis_fail_open: bool = False
-    # The ledger database's connection pool: a checkout waits at most pool_timeout_s; then
+    # The ledger database's connection pool: a checkout waits at most pool_timeout_s (a busy
+    # SQLite ledger under hundreds of streams queues for seconds, so not less); then
     # a request is refused (503 metering_unavailable) and a settlement retried.
     pool_size: int = Field(10, ge=1)
     pool_max_overflow: int = Field(20, ge=0)
-    pool_timeout_s: float = Field(1.0, gt=0)
+    pool_timeout_s: float = Field(10.0, gt=0)
 
 
 class ResponseCacheSettings(_Strict):

@@ -31,6 +31,8 @@ def own_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatewa
     env = {
         "LLMGW_METERING__DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'ledger.db'}",
         "LLMGW_LIMITS__DRAIN_TIMEOUT_S": "60",
+        # The chat engine only: the engine killed below is then the one serving the chat model.
+        "LLMGW_MODELS__all-minilm-l6-v2__ENABLED": "false",
     }
     gateway = start_gateway(tmp / "gateway.log", env)
     try:
@@ -42,7 +44,7 @@ def own_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatewa
 def engine_core(gateway: LiveGateway) -> psutil.Process:
     children = psutil.Process(gateway.process.pid).children(recursive=True)
     cores = [p for p in children if "EngineCore" in " ".join(p.cmdline()) + p.name()]
-    assert cores, f"no EngineCore among {[p.name() for p in children]}"
+    assert len(cores) == 1, f"one engine expected, found {[p.cmdline() for p in cores]}"
     return cores[0]
 
 
@@ -54,7 +56,8 @@ def chat(gateway: LiveGateway, **extra: Any) -> httpx.Response:
 
 def stream_lines(gateway: LiveGateway, max_tokens: int, out: list[str]) -> None:
     body = {"model": gateway.model, "messages": STORY, "max_tokens": max_tokens,
-            "temperature": 0.8, "seed": 1, "stream": True}
+            "temperature": 0.8, "seed": 1, "stream": True,
+            "stream_options": {"include_usage": True}}
     try:
         with httpx.stream("POST", f"{gateway.v1}/chat/completions", json=body,
                           headers=gateway.admin_headers(), timeout=120) as response:
@@ -77,7 +80,7 @@ def assert_new_requests_refused(gateway: LiveGateway) -> None:
 def wait_ready(gateway: LiveGateway, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if httpx.get(f"{gateway.base_url}/ready", timeout=10).status_code == 200:
+        if httpx.get(f"{gateway.base_url}/ready/{gateway.model}", timeout=10).status_code == 200:
             return True
         time.sleep(2)
     return False
@@ -102,6 +105,7 @@ def test_engine_when_killed_then_503_with_retry_after_and_recovers_without_resta
     assert int(refused.headers["retry-after"]) >= 1
     assert refused.json()["error"]["type"] == "service_unavailable"
     assert httpx.get(f"{own_gateway.base_url}/ready").status_code == 503
+    assert httpx.get(f"{own_gateway.base_url}/ready/{own_gateway.model}").status_code == 503
     assert httpx.get(f"{own_gateway.base_url}/health").status_code == 200
 
     assert wait_ready(own_gateway, RECOVERY_TIMEOUT_S), own_gateway.log_tail()

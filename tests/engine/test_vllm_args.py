@@ -44,11 +44,16 @@ def _parse_serve_args(args: list[str]) -> Any:
     return make_arg_parser(FlexibleArgumentParser()).parse_args(args)  # type: ignore[no-untyped-call]
 
 
-def test_serve_args_parse_with_vllms_server_parser_back_to_the_engine_arguments() -> None:
+def test_serve_args_parse_with_vllms_server_parser_back_to_the_engine_arguments(
+    tmp_path: Path,
+) -> None:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    speculation = SpeculationConfig("eagle3", 3, draft_path=Path("/d"), max_batch_size=32)
-    config = EngineConfig("m", Path("/w"), dtype="float16", quantization="awq_marlin",
+    # Folders that exist: vLLM takes a missing local path for a Hub repository id.
+    (tmp_path / "w").mkdir()
+    (tmp_path / "d").mkdir()
+    speculation = SpeculationConfig("eagle3", 3, draft_path=tmp_path / "d", max_batch_size=32)
+    config = EngineConfig("m", tmp_path / "w", dtype="float16", quantization="awq_marlin",
                           enforce_eager=False, max_model_len=16384, scheduling_policy="priority",
                           speculation=speculation)
     parsed = _parse_serve_args(vllm_serve_args(config))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,26 +52,49 @@ class Run:
     waiting: int  # most settlements queued at once: requests that ended meanwhile
 
 
+def _summary(answers: list[httpx.Response]) -> str:
+    codes = Counter(a.status_code for a in answers)
+    return f"{dict(codes)}, the last {answers[-1].text[:200] if answers else None}"
+
+
+async def _until(condition: Callable[[], bool], what: Callable[[], str],
+                 timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what()}"
+        await asyncio.sleep(0.05)
+
+
 async def _through_an_outage(client: httpx.AsyncClient, headers: dict[str, str],
-                             postgres: PrivatePostgres, state: Any) -> Run:
+                             postgres: PrivatePostgres, state: Any, engine: FakeEngine) -> Run:
+    """Events, not fixed sleeps: a slow, loaded machine gets there too, only later."""
     stop, answers = asyncio.Event(), list[httpx.Response]()
+    backlog_now = metering_of(state).accounting.backlog
     load = [asyncio.create_task(_load(client, headers, stop, answers)) for _ in range(CLIENTS)]
-    await asyncio.sleep(1.0)
+    await _until(lambda: sum(a.status_code == 200 for a in answers) >= CLIENTS
+                 and engine.stats().running > 0,  # and some caught mid-generation
+                 lambda: f"answers before the outage: {_summary(answers)}")
     served_before = len(answers)
     await asyncio.to_thread(postgres.stop)
     waiting = 0
-    for _ in range(30):  # 1.5 s without the database
-        await asyncio.sleep(0.05)
-        waiting = max(waiting, len(metering_of(state).accounting.backlog))
+
+    def outage_seen() -> bool:  # a request that ended meanwhile queued, a new one refused
+        nonlocal waiting
+        waiting = max(waiting, len(backlog_now))
+        return waiting > 0 and any(a.status_code == 503 for a in answers[served_before:])
+
+    await _until(outage_seen, lambda: (
+        f"a queued settlement and a refusal: {waiting} queued, "
+        f"{_summary(answers[served_before:])}"))
     down_from = len(answers)
     await asyncio.to_thread(postgres.start)
-    await asyncio.sleep(2.0)
+    await _until(lambda: any(a.status_code == 200 for a in answers[down_from:]),
+                 lambda: (
+        f"a 200 once the database is back: {_summary(answers[down_from:])}"))
     stop.set()
     await asyncio.gather(*load)
-    deadline = time.monotonic() + 20
-    while len(metering_of(state).accounting.backlog):
-        assert time.monotonic() < deadline, "settlements never reached the ledger"
-        await asyncio.sleep(0.1)
+    await _until(lambda: not len(backlog_now),
+                 lambda: f"the ledger: {len(backlog_now)} settlements still queued")
     return Run(answers, served_before, down_from, waiting)
 
 
@@ -84,7 +109,7 @@ async def test_postgres_restarted_under_load_then_refused_before_dispatch_and_al
             database_url=postgres.url, instance_id="pg-restart", pool_timeout_s=0.5))
         async with metered_client(engine, settings) as (client, state):
             key = await create_key(client, "acme", rpm=100_000)
-            run = await _through_an_outage(client, bearer(key), postgres, state)
+            run = await _through_an_outage(client, bearer(key), postgres, state, engine)
             rows = await _rows(state)
     refused = [r for r in run.answers if r.status_code == 503]
     assert {r.status_code for r in run.answers} <= {200, 503}, [
