@@ -153,6 +153,9 @@ class EngineConfig(EngineOptions):
     # vLLM engine flags as `vllm serve` takes them (engine/vllm_args.py), e.g. from the chart's
     # engine.extraArgs; those the options above already set are refused.
     extra_args: tuple[str, ...] = ()
+    # Where vLLM and torch keep compiled graphs and kernels (settings: <data_dir>/compile-cache),
+    # so a restart of a compiled (enforce_eager false) engine reuses them; None: their defaults.
+    compile_cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -160,10 +163,22 @@ class EngineConfig(EngineOptions):
             raise ValueError("model_name must not be empty")
 
     @classmethod
-    def serving(cls, options: EngineOptions, model_name: str, model_path: Path) -> EngineConfig:
+    def serving(cls, options: EngineOptions, model_name: str, model_path: Path,
+                compile_cache_dir: Path | None = None) -> EngineConfig:
         """The engine for ``options`` (a subclass, such as the gateway's settings, included)."""
         chosen = {option.name: getattr(options, option.name) for option in fields(EngineOptions)}
-        return cls(model_name, model_path, **chosen)
+        return cls(model_name, model_path, compile_cache_dir=compile_cache_dir, **chosen)
+
+    def environment(self, *, on_cpu: bool) -> dict[str, str]:
+        """Variables vLLM's processes read at start: the CPU backend's (``on_cpu``) and the
+        compile caches' roots (vLLM's ``VLLM_CACHE_ROOT`` holds its torch.compile artifacts;
+        inductor's and Triton's own caches beside it, as the chart's engine pods lay them out)."""
+        env = self.cpu.environment() if on_cpu else {}
+        if (root := self.compile_cache_dir) is not None:
+            env.update({"VLLM_CACHE_ROOT": str(root / "vllm"),
+                        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+                        "TRITON_CACHE_DIR": str(root / "triton")})
+        return env
 
     def engine_args_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``vllm.engine.arg_utils.AsyncEngineArgs`` (and, as flags,

@@ -116,8 +116,8 @@ class EmbeddedEngine:
         if config.dtype != self._config.dtype:
             log.warning("%s: serving with dtype %s (this CPU's INT8 kernel needs it)",
                         config.model_name, config.dtype)
-        if current_platform.is_cpu():
-            os.environ.update(config.cpu.environment())
+        # Before vLLM starts its processes, which read these (the compile caches included).
+        os.environ.update(config.environment(on_cpu=current_platform.is_cpu()))
         if config.speculation.skips_idle_drafts and (why := plugin_problem()) is not None:
             log.warning("%s: the drafter will still run at k=0 under load: %s",
                         config.model_name, why)

@@ -54,4 +54,4 @@ def server_launch(config: EngineConfig, host: str, port: int, *, api_key: str | 
         raise ValueError("port must be in 1-65535 and shutdown_timeout_s >= 0")
     argv = (python, "-m", API_SERVER_MODULE, *vllm_serve_args(config), "--host", host,
             "--port", str(port), "--shutdown-timeout", str(shutdown_timeout_s))
-    return ServerLaunch(argv, config.cpu.environment())
+    return ServerLaunch(argv, config.environment(on_cpu=True))  # CPU's ignored on CUDA

@@ -254,6 +254,7 @@ class Settings(BaseSettings):
     api_docs: bool = False  # /docs and /openapi.json (the dev and test profiles turn them on)
     observability: ObservabilitySettings = ObservabilitySettings()
     data_dir: Path = Field(default_factory=_default_data_dir)
+    compile_cache_dir: Path | None = None  # torch.compile caches; default <data_dir>/compile-cache
     metering: MeteringSettings = MeteringSettings()
     prices: PricingSettings = PricingSettings()
     response_cache: ResponseCacheSettings = ResponseCacheSettings()
@@ -326,9 +327,13 @@ class Settings(BaseSettings):
         assert source.folder is not None, "validated: one kind"
         return WheelFolderSource(source.distribution, source.folder)
 
+    def compile_cache(self) -> Path:
+        """Where the embedded engines keep compiled graphs and kernels across restarts."""
+        return self.compile_cache_dir or self.data_dir / "compile-cache"
+
     def engine_config(self, name: str) -> EngineConfig:
         model = self.models[name]
-        config = EngineConfig.serving(model, name, self.model_path(name))
+        config = EngineConfig.serving(model, name, self.model_path(name), self.compile_cache())
         draft = model.speculation.draft_path
         if draft is None or draft.is_absolute():
             return config

@@ -168,3 +168,20 @@ def test_keda_scales_the_engine_workload_on_queue_depth(helm: Path) -> None:
     query = scaled["spec"]["triggers"][0]["metadata"]["query"]
     assert 'vllm:num_requests_waiting{model_name="smollm2-135m-instruct"' in query
     assert find(docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/metrics"
+
+
+def test_engine_compile_cache_is_an_empty_dir_unless_a_claim_is_given(helm: Path) -> None:
+    cpu_only = CHART / "ci" / "cpu-only-values.yaml"
+    for sets, expected in (((), {"emptyDir": {"sizeLimit": "2Gi"}}),
+                           (("engineDefaults.compileCache.existingClaim=llm-compile-cache",),
+                            {"persistentVolumeClaim": {"claimName": "llm-compile-cache"}})):
+        engine = find(manifests(render(helm, cpu_only, *sets)), "StatefulSet", "engine")
+        cache = next(v for v in engine["spec"]["template"]["spec"]["volumes"]
+                     if v["name"] == "compile-cache")
+        assert {k: v for k, v in cache.items() if k != "name"} == expected
+        mounts = {m["name"]: m["mountPath"] for m in container(engine, "engine")["volumeMounts"]}
+        assert mounts["compile-cache"] == "/cache"
+        env = {e["name"]: e.get("value") for e in container(engine, "engine")["env"]}
+        # the gateway's own layout (engine.config.EngineConfig.environment) under /cache
+        assert (env["VLLM_CACHE_ROOT"], env["TORCHINDUCTOR_CACHE_DIR"]) == (
+            "/cache/vllm", "/cache/inductor")
