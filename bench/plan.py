@@ -30,7 +30,7 @@ class Sizes:
 
 FULL = Sizes(max_tokens=128, overhead_levels=(1, 4, 16, 64),
              batching_levels=(1, 2, 4, 8, 16, 32), variant_levels=(1, 16),
-             peer_levels=(1, 4, 16), min_requests=3, bandwidth_mb=256)
+             peer_levels=(1, 8), min_requests=3, bandwidth_mb=256)
 QUICK = Sizes(max_tokens=16, overhead_levels=(1, 2), batching_levels=(1, 2),
               variant_levels=(1, 2), peer_levels=(1, 2), min_requests=2, bandwidth_mb=32)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ Progress = Callable[[str, int], None]  # (what is happening now, steps just fini
 class RunOptions:
     launch: LaunchOptions
     external_gateway: Endpoint | None = None  # measure this gateway; start no engines
+    # Starts the peer (e.g. llama.cpp's server) for its probes; None: the peer already runs.
+    peer_launch: Callable[[], AbstractContextManager[RunningTarget]] | None = None
 
 
 def group_probes(ctx: BenchContext, suites: tuple[Suite, ...]) -> dict[TargetSpec, list[Probe]]:
@@ -65,7 +67,10 @@ def _warm_up(target: RunningTarget) -> None:
 
 @contextmanager
 def _reach(spec: TargetSpec, ctx: BenchContext, options: RunOptions) -> Iterator[RunningTarget]:
-    if spec.kind == "peer":
+    if spec.kind == "peer" and options.peer_launch is not None:
+        with options.peer_launch() as running:
+            yield running
+    elif spec.kind == "peer":
         assert ctx.peer is not None
         yield RunningTarget(ctx.peer, None, None, None)
     elif options.external_gateway is not None:

@@ -6,13 +6,18 @@ import os
 import signal
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gateway.settings import load_settings
+from engine.errors import ModelNotPreparedError
+from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from bench.llamacpp import LlamaCppPeer
 
 console = Console()
 _RESULTS = Path(__file__).resolve().parent.parent.parent / "bench" / "results"
@@ -31,6 +36,25 @@ def _peer_model(url: str, model: str | None) -> str:
                                  param_hint="--peer") from exc
 
 
+LLAMA_CPP = "llama.cpp"
+
+
+def _llama_cpp(settings: Settings, model: str, logs: Path) -> LlamaCppPeer:
+    """Build llama-cpp-python once (cached), then pick the port its server will use."""
+    from bench.llamacpp import BuildError, LlamaCppPeer, PeerBuild, gguf_path
+
+    build = PeerBuild()
+    try:
+        gguf = gguf_path(settings, model)
+        if build.is_built():
+            return LlamaCppPeer.prepare(build, gguf, model, logs)
+        with console.status(f"building llama-cpp-python {build.version} from source "
+                            f"into {build.venv} (once; ~10 min on 2 cores; log {build.log})"):
+            return LlamaCppPeer.prepare(build, gguf, model, logs)
+    except (BuildError, ModelNotPreparedError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--peer") from exc
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -45,7 +69,9 @@ def bench(
     sections: str = typer.Option(
         "overhead,batching,speculation,precision,peer,ceiling",
         help="Comma-separated sections to run."),
-    peer: str = typer.Option(None, help="An OpenAI-compatible server to compare (URL)."),
+    peer: str = typer.Option(
+        None, help="An OpenAI-compatible server to compare (URL), or `llama.cpp`: build "
+        "llama-cpp-python (cached) and start its server on the GGUF the model ships as."),
     peer_model: str = typer.Option(None, help="Model name at --peer (default: its first)."),
     gateway_url: str = typer.Option(
         None, help="Measure this running gateway instead of starting engines."),
@@ -73,16 +99,19 @@ def bench(
     settings = load_settings(profile=profile)
     chosen = model or settings.default_model or next(iter(settings.models))
     external = Endpoint("gateway", _v1(gateway_url), chosen, api_key) if gateway_url else None
-    peer_endpoint = None
-    if peer:
-        peer_endpoint = Endpoint("peer", _v1(peer), _peer_model(_v1(peer), peer_model))
     # Server logs of the targets this run starts (none with --gateway-url).
     logs = Path(tempfile.gettempdir() if external else tempfile.mkdtemp(prefix="llmgw-bench-"))
+    peer_endpoint, peer_launch = None, None
+    if peer == LLAMA_CPP:
+        managed = _llama_cpp(settings, chosen, logs)
+        peer_endpoint, peer_launch = managed.endpoint, managed.started
+    elif peer:
+        peer_endpoint = Endpoint("peer", _v1(peer), _peer_model(_v1(peer), peer_model))
     launch = LaunchOptions(settings, profile, kv_cache_gib, min_free_gib, 900, logs)
     request = BenchRequest(
         settings=settings, model=chosen, quick=quick,
         sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
-        options=RunOptions(launch, external), out_dir=out, peer=peer_endpoint,
+        options=RunOptions(launch, external, peer_launch), out_dir=out, peer=peer_endpoint,
         draft_path=draft, note=note, max_tokens=max_tokens,
         levels=tuple(int(x) for x in levels.split(",")) if levels else ())
     # A background run gets no SIGINT: SIGTERM must still stop the servers it started.

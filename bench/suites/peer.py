@@ -51,7 +51,8 @@ def summarise(ctx: BenchContext, results: Results) -> Section:
     if peer is None or ctx.peer is None:
         return Section("peer", TITLE, COLUMNS, (), ("No --peer URL given: not measured.",))
     rows = tuple(_row(ctx, results, peer, c) for c in ctx.sizes.peer_levels)
-    notes = (f"peer: {ctx.peer.v1_url} serving {ctx.peer.model!r}, measured in this run "
+    what = "" if ctx.peer.label == "peer" else f"{ctx.peer.label}, "
+    notes = (f"peer: {what}{ctx.peer.v1_url} serving {ctx.peer.model!r}, measured in this run "
              "with the same prompts and greedy sampling while no engine of ours was running.",
              "A peer that sends no usage chunk has its content chunks counted instead.")
     return Section("peer", TITLE, COLUMNS, rows, notes, {"url": ctx.peer.v1_url})
