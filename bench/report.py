@@ -104,7 +104,8 @@ def write(doc: dict[str, Any], folder: Path, stem: str) -> list[Path]:
 
 def readme_block(doc: Mapping[str, Any], results_dir: str, sections: tuple[str, ...]) -> str:
     """The README's benchmark block: the chosen sections' tables and the plots."""
-    stem = f"{doc['date']}-{doc['machine']['name']}"
+    stem = f"{doc['date']}-{doc['machine']['name']}" + (f"-{doc['kind']}" if doc.get("kind")
+                                                        else "")
     lines = [README_START,
              f"Latest run: [{stem}]({results_dir}/{stem}.md) (`llm-gateway bench`)."
              + (f" {doc['note']}" if doc.get("note") else ""), ""]

@@ -32,10 +32,13 @@ class BenchRequest:
     note: str = ""
     max_tokens: int | None = None  # overrides the sizes' max_tokens
     levels: tuple[int, ...] = ()  # overrides every section's concurrency levels
+    kind: str = ""  # result files <date>-<machine>-<kind>.*, apart from full runs
 
     def __post_init__(self) -> None:
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError("max_tokens must be positive")
+        if self.kind and not self.kind.replace("-", "").isalnum():
+            raise ValueError("kind: letters, digits and dashes only")
         if any(level < 1 for level in self.levels):
             raise ValueError("levels must be positive")
         if self.model not in self.settings.models:
@@ -109,5 +112,8 @@ def run(request: BenchRequest, ctx: BenchContext, progress: Progress) -> tuple[d
         "method": [m.format(max_tokens=ctx.sizes.max_tokens) for m in report.METHOD],
         "targets": targets, "sections": sections,
     }
-    files = report.write(doc, request.out_dir, f"{date}-{host['name']}")
+    if request.kind:
+        doc["kind"] = request.kind
+    stem = f"{date}-{host['name']}" + (f"-{request.kind}" if request.kind else "")
+    files = report.write(doc, request.out_dir, stem)
     return doc, files

@@ -87,6 +87,7 @@ def bench(
     levels: str = typer.Option(None, help="Override every section's streams, e.g. 1,16."),
     note: str = typer.Option("", help="A note stored with the results (e.g. machine busy)."),
     update_readme: bool = typer.Option(False, help="Put the tables and plots in README.md."),
+    kind: str = typer.Option("", help="Result files <date>-<machine>-<kind>.* (e.g. peer)."),
 ) -> None:
     """Gateway vs engine, batching, speculation, precision, a peer, and the bandwidth ceiling."""
     from bench.load import Endpoint
@@ -112,7 +113,7 @@ def bench(
         settings=settings, model=chosen, quick=quick,
         sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
         options=RunOptions(launch, external, peer_launch), out_dir=out, peer=peer_endpoint,
-        draft_path=draft, note=note, max_tokens=max_tokens,
+        draft_path=draft, note=note, max_tokens=max_tokens, kind=kind,
         levels=tuple(int(x) for x in levels.split(",")) if levels else ())
     # A background run gets no SIGINT: SIGTERM must still stop the servers it started.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -39,3 +39,13 @@ def test_request_when_section_unknown_then_rejected(tmp_path: Path) -> None:
 def test_request_when_model_not_configured_then_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not in configs"):
         _request(tmp_path, model="no-such-model")
+
+
+def test_request_kind_names_the_result_files_and_must_be_a_plain_word(tmp_path: Path) -> None:
+    assert _request(tmp_path, kind="peer-llamacpp").kind == "peer-llamacpp"
+    with pytest.raises(ValueError, match="kind"):
+        _request(tmp_path, kind="../peer")
+
+
+def test_full_runs_compare_a_peer_at_one_stream_and_eight() -> None:
+    assert FULL.peer_levels == (1, 8)
