@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key-0123456789"
 MODEL = "smollm2-135m-instruct"
 STARTUP_TIMEOUT_S = 540  # below pytest's 600 s per test, which counts fixture setup
+# A gateway of a test's own that needs only the chat engine: no embedding engine to start.
+CHAT_ONLY = {"LLMGW_MODELS__all-minilm-l6-v2__ENABLED": "false"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

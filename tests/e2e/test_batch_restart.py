@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from gateway.metering.database import create_database_engine
 from gateway.metering.tables import LedgerRow
-from tests.conftest import MODEL, LiveGateway, start_gateway, stop_gateway
+from tests.conftest import CHAT_ONLY, MODEL, LiveGateway, start_gateway, stop_gateway
 from tests.gateway.batches.helpers import (
     TERMINAL,
     input_file,
@@ -51,7 +51,7 @@ async def test_batch_when_gateway_and_engine_killed_then_restart_finishes_it_bil
 ) -> None:
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}"
     env = {"LLMGW_METERING__DATABASE_URL": database_url,
-           "LLMGW_BATCHES__POLL_INTERVAL_S": "0.2"}
+           "LLMGW_BATCHES__POLL_INTERVAL_S": "0.2", **CHAT_ONLY}
     gateway = start_gateway(tmp_path / "first.log", env)
     try:
         key = _key(gateway)

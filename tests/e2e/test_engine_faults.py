@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import LiveGateway, start_gateway, stop_gateway
+from tests.conftest import CHAT_ONLY, LiveGateway, start_gateway, stop_gateway
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.own_engine]
 STORY = [{"role": "user", "content": "Write a long story about a lighthouse keeper."}]
@@ -31,8 +31,7 @@ def own_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatewa
     env = {
         "LLMGW_METERING__DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'ledger.db'}",
         "LLMGW_LIMITS__DRAIN_TIMEOUT_S": "60",
-        # The chat engine only: the engine killed below is then the one serving the chat model.
-        "LLMGW_MODELS__all-minilm-l6-v2__ENABLED": "false",
+        **CHAT_ONLY,  # the engine killed below is then the one serving the chat model
     }
     gateway = start_gateway(tmp / "gateway.log", env)
     try:

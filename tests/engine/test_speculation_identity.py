@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from engine.vllm_plugin import SKIP_LOG
-from tests.conftest import LiveGateway, start_gateway, stop_gateway
+from tests.conftest import CHAT_ONLY, LiveGateway, start_gateway, stop_gateway
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def speculative_gateway(
 ) -> Iterator[LiveGateway]:
     tmp: Path = tmp_path_factory.mktemp("speculative-gateway")
     # The env entry only names the profile for the tests (``PROFILES[...]``).
-    gateway = start_gateway(tmp / "gateway.log", {"LLMGW_TEST_PROFILE": request.param},
+    gateway = start_gateway(tmp / "gateway.log", {"LLMGW_TEST_PROFILE": request.param, **CHAT_ONLY},
                             profile=request.param)
     try:
         yield gateway
