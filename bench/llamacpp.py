@@ -1,7 +1,7 @@
 """The peer CPU users would pick instead: llama.cpp's server, through llama-cpp-python.
 
 ``llm-gateway bench --peer llama.cpp`` builds llama-cpp-python from PyPI's source package
-into its own virtual environment (native CPU flags), cached under
+into its own virtual environment (this CPU's instruction sets), cached under
 ``~/.cache/llm-gateway/bench/`` so only the first run pays the compile (~9-13 min on two
 cores), then starts ``python -m llama_cpp.server`` on the very GGUF file the model ships
 as (``source`` in configs/models.yaml) and measures it like every other target.
@@ -11,13 +11,14 @@ as (``source`` in configs/models.yaml) and measures it like every other target.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import Endpoint
@@ -33,6 +34,34 @@ class BuildError(RuntimeError):
     """The llama-cpp-python environment could not be built."""
 
 
+# /proc/cpuinfo flag -> ggml's CMake option. AMX is left out on purpose: a VM can list
+# amx_tile yet fault on its instructions (Firecracker: SIGILL on tilezero at the first
+# matmul), which is what GGML_NATIVE=ON (-march=native) builds in.
+_ISA = (("sse4_2", "GGML_SSE42"), ("avx", "GGML_AVX"), ("avx2", "GGML_AVX2"),
+        ("fma", "GGML_FMA"), ("f16c", "GGML_F16C"), ("bmi2", "GGML_BMI2"),
+        ("avx_vnni", "GGML_AVX_VNNI"), ("avx512f", "GGML_AVX512"),
+        ("avx512vbmi", "GGML_AVX512_VBMI"), ("avx512_vnni", "GGML_AVX512_VNNI"),
+        ("avx512_bf16", "GGML_AVX512_BF16"))
+_NO_AMX = ("GGML_AMX_TILE", "GGML_AMX_INT8", "GGML_AMX_BF16")
+
+
+def cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cmake_args(flags: set[str]) -> str:
+    """This CPU's instruction sets, spelled out (not -march=native), AMX off."""
+    on = [f"-D{option}=ON" for flag, option in _ISA if flag in flags]
+    return " ".join(["-DGGML_NATIVE=OFF", *on, *(f"-D{option}=OFF" for option in _NO_AMX)])
+
+
+def _default_cmake_args() -> str:
+    return os.environ.get("CMAKE_ARGS") or cmake_args(cpu_flags())
+
+
 @dataclass(frozen=True)
 class PeerBuild:
     """Where and how the llama-cpp-python environment is built."""
@@ -40,11 +69,13 @@ class PeerBuild:
     root: Path = CACHE
     version: str = VERSION
     python: str = sys.executable
+    cmake_args: str = field(default_factory=_default_cmake_args)
 
     @property
     def venv(self) -> Path:
         tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-        return self.root / f"llama-cpp-python-{self.version}-{tag}-native"
+        flags = hashlib.sha256(self.cmake_args.encode()).hexdigest()[:8]
+        return self.root / f"llama-cpp-python-{self.version}-{tag}-{flags}"
 
     @property
     def venv_python(self) -> Path:
@@ -67,13 +98,10 @@ class PeerBuild:
         ]
 
 
-def build_env(base: dict[str, str], cpus: int) -> dict[str, str]:
-    """Native CPU build (AVX-512 where the machine has it), every core compiling."""
+def build_env(base: dict[str, str], args: str, cpus: int) -> dict[str, str]:
+    """The build's CMake flags, every core compiling."""
     env = dict(base)
-    flags = env.get("CMAKE_ARGS", "")
-    if "GGML_NATIVE" not in flags:
-        flags = (flags + " -DGGML_NATIVE=ON").strip()
-    env["CMAKE_ARGS"] = flags
+    env["CMAKE_ARGS"] = args
     env.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(max(1, cpus)))
     env.pop("PYTHONPATH", None)  # nothing of the gateway's venv leaks into the build
     return env
@@ -84,8 +112,9 @@ def ensure_built(build: PeerBuild) -> Path:
     if build.is_built():
         return build.venv_python
     build.root.mkdir(parents=True, exist_ok=True)
-    env = build_env(dict(os.environ), os.cpu_count() or 1)
+    env = build_env(dict(os.environ), build.cmake_args, os.cpu_count() or 1)
     with build.log.open("w") as log:
+        log.write(f"CMAKE_ARGS={build.cmake_args}\n")
         for command in build.commands():
             log.write("$ " + " ".join(command) + "\n")
             log.flush()
@@ -139,8 +168,8 @@ class LlamaCppPeer:
         return Endpoint(self.describe(), f"http://127.0.0.1:{self.port}/v1", self.alias)
 
     def describe(self) -> str:
-        return (f"llama.cpp server (llama-cpp-python {VERSION}, built from source with "
-                f"GGML_NATIVE, {self.threads} threads) on {self.gguf.name}")
+        return (f"llama.cpp server (llama-cpp-python {VERSION}, built from source for this "
+                f"CPU, {self.threads} threads) on {self.gguf.name}")
 
     @contextmanager
     def started(self) -> Iterator[RunningTarget]:

@@ -12,20 +12,32 @@ from pathlib import Path
 import pytest
 
 from bench import llamacpp
-from bench.llamacpp import LlamaCppPeer, PeerBuild, build_env, ensure_built, server_command
+from bench.llamacpp import (
+    LlamaCppPeer,
+    PeerBuild,
+    build_env,
+    cmake_args,
+    ensure_built,
+    server_command,
+)
+
+ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON"
 
 
-def test_the_build_lives_in_a_versioned_cache_folder_of_its_own(tmp_path: Path) -> None:
-    build = PeerBuild(root=tmp_path, version="0.3.36", python="/usr/bin/python3")
+def test_the_build_lives_in_a_cache_folder_named_by_version_and_flags(tmp_path: Path) -> None:
+    build = PeerBuild(root=tmp_path, version="0.3.36", python="/usr/bin/python3", cmake_args=ARGS)
     tag = f"py{sys.version_info.major}{sys.version_info.minor}"
-    assert build.venv == tmp_path / f"llama-cpp-python-0.3.36-{tag}-native"
+    assert build.venv.parent == tmp_path
+    assert build.venv.name.startswith(f"llama-cpp-python-0.3.36-{tag}-")
+    other = PeerBuild(root=tmp_path, version="0.3.36", cmake_args=ARGS + " -DGGML_AVX512=ON")
+    assert other.venv != build.venv  # other flags: another build
     assert build.venv_python == build.venv / "bin" / "python"
     assert build.log.parent == tmp_path and build.log.name.endswith(".build.log")
     assert llamacpp.CACHE.parts[-3:] == (".cache", "llm-gateway", "bench")
 
 
 def test_it_builds_from_the_source_package_with_the_server_extra(tmp_path: Path) -> None:
-    build = PeerBuild(root=tmp_path, version="0.3.36", python="/usr/bin/python3")
+    build = PeerBuild(root=tmp_path, version="0.3.36", python="/usr/bin/python3", cmake_args=ARGS)
     create, install = build.commands()
     assert create == ["/usr/bin/python3", "-m", "venv", str(build.venv)]
     assert install[:3] == [str(build.venv_python), "-m", "pip"]
@@ -33,25 +45,33 @@ def test_it_builds_from_the_source_package_with_the_server_extra(tmp_path: Path)
     assert install[-1] == "llama-cpp-python[server]==0.3.36"
 
 
-def test_build_env_asks_for_a_native_cpu_build_on_every_core() -> None:
-    env = build_env({"PATH": "/bin", "PYTHONPATH": "/work/main"}, 2)
-    assert env["CMAKE_ARGS"] == "-DGGML_NATIVE=ON"
+def test_cmake_args_spell_out_the_cpus_instruction_sets_and_never_amx() -> None:
+    flags = {"sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_vnni", "amx_tile",
+             "amx_int8"}
+    args = cmake_args(flags).split()
+    assert args[0] == "-DGGML_NATIVE=OFF"  # -march=native would build AMX in
+    assert {"-DGGML_AVX2=ON", "-DGGML_AVX512=ON", "-DGGML_AVX512_VNNI=ON"} <= set(args)
+    assert "-DGGML_AVX512_BF16=ON" not in args and "-DGGML_BMI2=ON" not in args
+    assert {"-DGGML_AMX_TILE=OFF", "-DGGML_AMX_INT8=OFF", "-DGGML_AMX_BF16=OFF"} <= set(args)
+    assert "-DGGML_AVX512=ON" not in cmake_args({"avx", "avx2", "fma"})
+
+
+def test_build_env_passes_the_flags_and_compiles_on_every_core() -> None:
+    env = build_env({"PATH": "/bin", "PYTHONPATH": "/work/main", "CMAKE_ARGS": "x"}, ARGS, 2)
+    assert env["CMAKE_ARGS"] == ARGS and env["PATH"] == "/bin"
     assert env["CMAKE_BUILD_PARALLEL_LEVEL"] == "2" and "PYTHONPATH" not in env
-    kept = build_env({"CMAKE_ARGS": "-DGGML_NATIVE=OFF -DGGML_AVX2=ON"}, 4)
-    assert kept["CMAKE_ARGS"] == "-DGGML_NATIVE=OFF -DGGML_AVX2=ON"  # the user's choice wins
-    assert build_env({"CMAKE_ARGS": "-DFOO=1"}, 1)["CMAKE_ARGS"] == "-DFOO=1 -DGGML_NATIVE=ON"
 
 
 def test_a_finished_build_is_reused_and_a_failed_one_reported(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    build = PeerBuild(root=tmp_path, version="0.0.1", python=sys.executable)
+    build = PeerBuild(root=tmp_path, version="0.0.1", python=sys.executable, cmake_args=ARGS)
     build.venv_python.parent.mkdir(parents=True)
     build.venv_python.write_text("")
     (build.venv / llamacpp.BUILT_MARKER).write_text("0.0.1\n")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("rebuilt"))
     assert ensure_built(build) == build.venv_python
 
-    failing = PeerBuild(root=tmp_path, version="0.0.2", python=sys.executable)
+    failing = PeerBuild(root=tmp_path, version="0.0.2", python=sys.executable, cmake_args=ARGS)
 
     class Done:
         returncode = 1
