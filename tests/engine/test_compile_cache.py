@@ -40,6 +40,13 @@ def test_compile_cache_dir_setting_overrides_the_data_dir(
     assert env["VLLM_CPU_KVCACHE_SPACE"] == str(config.cpu.kv_cache_gib)  # CPU's kept
 
 
+def test_production_cpu_profile_compiles_the_chat_model_in_float32() -> None:
+    chat = load_settings(profile="cpu").engine_config(MODEL)
+    assert chat.enforce_eager is False
+    assert chat.dtype == "float32"  # bfloat16 + torch.compile: garbage on vLLM CPU
+    assert load_settings(profile="test").engine_config(MODEL).enforce_eager is True
+
+
 def test_an_engine_without_a_cache_dir_leaves_vllms_defaults() -> None:
     config = EngineConfig("m", Path("/m"))
     assert not set(CACHE_VARIABLES) & set(config.environment(on_cpu=True))
