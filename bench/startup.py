@@ -150,11 +150,11 @@ def _attempt(start: Start, model: str, timeout_s: float, log: Path) -> dict[str,
         return {"label": start.label, "profile": start.profile, "error": f"{exc}: {tail}"}
 
 
-def plan(root: Path, compiled: str, eager: str) -> list[Start]:
+def plan(root: Path, compiled: str, eager: str | None) -> list[Start]:
     cached = root / "compiled"
-    return [Start("first start (empty cache)", compiled, cached),
-            Start("restart (cache kept)", compiled, cached),
-            Start("eager first start", eager, root / "eager")]
+    starts = [Start("first start (empty cache)", compiled, cached),
+              Start("restart (cache kept)", compiled, cached)]
+    return starts + ([Start("eager first start", eager, root / "eager")] if eager else [])
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -184,14 +184,16 @@ def render(doc: dict[str, Any]) -> str:
         "engine, eager, starts after the chat model's). The restart keeps the first start's data "
         "directory, so its `compile-cache`; the eager start has a data directory of its "
         "own. Decode: greedy chats, streamed, one at a time, through the gateway.", "",
-        *rows, ""])
+        *([f"**Note:** {doc['note']}", ""] if doc.get("note") else []), *rows, ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--compiled-profile", default="cpu")
-    parser.add_argument("--eager-profile", default="dev")
+    parser.add_argument("--eager-profile", default="dev", help="'' skips the eager start")
+    parser.add_argument("--kind", default="startup", help="result file: <date>-<machine>-KIND")
+    parser.add_argument("--note", default="", help="what this run changed, in its Markdown")
     parser.add_argument("--timeout-s", type=float, default=900)
     parser.add_argument("--logs", type=Path, default=None, help="keep serve's logs here")
     args = parser.parse_args()
@@ -203,8 +205,8 @@ def main() -> None:
                   for i, start in enumerate(plan(Path(tmp), args.compiled_profile,
                                                  args.eager_profile))]
     doc = {"date": date.today().isoformat(), "machine": machine, "model": args.model,
-           "starts": starts, "load_average_end": list(os.getloadavg())}
-    print(save_run(doc, "startup", render).read_text())
+           "note": args.note, "starts": starts, "load_average_end": list(os.getloadavg())}
+    print(save_run(doc, args.kind, render).read_text())
 
 
 if __name__ == "__main__":

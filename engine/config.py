@@ -174,6 +174,11 @@ class EngineConfig(EngineOptions):
         compile caches' roots (vLLM's ``VLLM_CACHE_ROOT`` holds its torch.compile artifacts;
         inductor's and Triton's own caches beside it, as the chart's engine pods lay them out)."""
         env = self.cpu.environment() if on_cpu else {}
+        if on_cpu:
+            # vLLM CPU 0.32 cannot load the AOT artifacts it saves ("'function' object has no
+            # attribute 'finalize_loading'") and recompiles at every start; without them,
+            # inductor's own caches serve a restart (bench/results/*-startup-aot-off.md).
+            env["VLLM_USE_AOT_COMPILE"] = "0"
         if (root := self.compile_cache_dir) is not None:
             env.update({"VLLM_CACHE_ROOT": str(root / "vllm"),
                         "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),

@@ -38,6 +38,7 @@ def test_compile_cache_dir_setting_overrides_the_data_dir(
     env = config.environment(on_cpu=True)
     assert env["VLLM_CACHE_ROOT"] == str(tmp_path / "cache" / "vllm")
     assert env["VLLM_CPU_KVCACHE_SPACE"] == str(config.cpu.kv_cache_gib)  # CPU's kept
+    assert env["VLLM_USE_AOT_COMPILE"] == "0"  # vLLM CPU fails to load its AOT artifacts
 
 
 def test_production_cpu_profile_compiles_the_chat_model_in_float32() -> None:

@@ -185,3 +185,4 @@ def test_engine_compile_cache_is_an_empty_dir_unless_a_claim_is_given(helm: Path
         # the gateway's own layout (engine.config.EngineConfig.environment) under /cache
         assert (env["VLLM_CACHE_ROOT"], env["TORCHINDUCTOR_CACHE_DIR"]) == (
             "/cache/vllm", "/cache/inductor")
+        assert env["VLLM_USE_AOT_COMPILE"] == "0"  # a CPU engine: as EngineConfig.environment
