@@ -31,11 +31,13 @@ def test_every_profile_loads_and_gives_each_served_model_its_engine_config(profi
 def test_engine_config_resolves_a_relative_draft_under_the_model_cache(tmp_path: Path) -> None:
     head = SpeculationConfig("eagle", 2, draft_path=Path("heads/m"), max_batch_size=4)
     model = ModelSettings(dtype="bfloat16", max_model_len=4096, speculation=head, enabled=True)
-    settings = Settings(models={"m": model}, model_cache=tmp_path)
+    settings = Settings(models={"m": model}, model_cache=tmp_path,
+                        compile_cache_dir=tmp_path / "compiled")
     config = settings.engine_config("m")
     assert config == EngineConfig(
         "m", tmp_path / "m", dtype="bfloat16", max_model_len=4096,
-        speculation=dataclasses.replace(head, draft_path=tmp_path / "heads" / "m"))
+        speculation=dataclasses.replace(head, draft_path=tmp_path / "heads" / "m"),
+        compile_cache_dir=tmp_path / "compiled")
 
 
 def test_model_settings_defaults_are_the_engines() -> None:
