@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bench.llamacpp import LlamaCppPeer
 
 console = Console()
-_RESULTS = Path(__file__).resolve().parent.parent.parent / "bench" / "results"
+_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
 _README = _RESULTS.parent.parent / "README.md"
 
 
