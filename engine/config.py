@@ -169,6 +169,15 @@ class EngineConfig(EngineOptions):
         chosen = {option.name: getattr(options, option.name) for option in fields(EngineOptions)}
         return cls(model_name, model_path, compile_cache_dir=compile_cache_dir, **chosen)
 
+    def unprepared(self) -> str | None:
+        """What is missing before vLLM can start: the model's folder or its draft's."""
+        if not (self.model_path / "config.json").is_file():
+            return f"no model at {self.model_path}; run `llm-gateway models prepare`"
+        draft = self.speculation.draft_path
+        if draft is not None and not (draft / "config.json").is_file():
+            return f"no draft model at {draft}; run `llm-gateway draft install`"
+        return None
+
     def environment(self, *, on_cpu: bool) -> dict[str, str]:
         """Variables vLLM's processes read at start: the CPU backend's (``on_cpu``) and the
         compile caches' roots (vLLM's ``VLLM_CACHE_ROOT`` holds its torch.compile artifacts;

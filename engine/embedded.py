@@ -64,10 +64,8 @@ class EmbeddedEngine:
         async with self._start_lock:
             if self._llm is not None:
                 return
-            if not (self._config.model_path / "config.json").is_file():
-                raise ModelNotPreparedError(
-                    f"no model at {self._config.model_path}; run `llm-gateway models prepare`"
-                )
+            if (missing := self._config.unprepared()) is not None:
+                raise ModelNotPreparedError(missing)
             self._llm = await asyncio.to_thread(self._build)
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(supervise(self))

@@ -45,9 +45,8 @@ def is_loopback(host: str) -> bool:
 def server_launch(config: EngineConfig, host: str, port: int, *, api_key: str | None,
                   shutdown_timeout_s: int = 0, python: str = sys.executable) -> ServerLaunch:
     """vLLM's server for ``config`` on ``host:port``; without an API key only on loopback."""
-    if not (config.model_path / "config.json").is_file():
-        raise ModelNotPreparedError(
-            f"no model at {config.model_path}; run `llm-gateway models prepare`")
+    if (missing := config.unprepared()) is not None:
+        raise ModelNotPreparedError(missing)
     if not api_key and not is_loopback(host):
         raise ValueError(f"set {API_KEY_ENV}: a replica listening on {host} must require a key")
     if not 0 < port < 65536 or shutdown_timeout_s < 0:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from engine.config import CpuConfig, EngineConfig
+from engine.config import CpuConfig, EngineConfig, SpeculationConfig
 from engine.errors import ModelNotPreparedError
 from engine.launcher import API_SERVER_MODULE, server_launch
 from engine.vllm_args import vllm_serve_args
@@ -40,3 +41,15 @@ def test_beyond_loopback_a_replica_needs_an_api_key(config: EngineConfig) -> Non
 def test_a_model_never_prepared_is_refused_before_vllm_starts(tmp_path: Path) -> None:
     with pytest.raises(ModelNotPreparedError, match="models prepare"):
         server_launch(EngineConfig("m", tmp_path / "missing"), "127.0.0.1", 8001, api_key=None)
+
+
+def test_a_speculative_model_without_its_draft_is_refused_before_vllm_starts(
+    config: EngineConfig, tmp_path: Path,
+) -> None:
+    head = SpeculationConfig("eagle3", 2, draft_path=tmp_path / "no-head", max_batch_size=4)
+    speculative = dataclasses.replace(config, speculation=head)
+    with pytest.raises(ModelNotPreparedError, match="draft install"):
+        server_launch(speculative, "127.0.0.1", 8001, api_key=None)
+    (tmp_path / "no-head").mkdir()
+    (tmp_path / "no-head" / "config.json").write_text("{}")
+    assert speculative.unprepared() is None
