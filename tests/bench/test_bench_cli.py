@@ -58,6 +58,7 @@ def test_bench_quick_against_the_live_gateway_measures_real_tokens(
 ) -> None:
     command = [sys.executable, "-m", "cli", "bench", "--quick", "--gateway-url",
                live_gateway.base_url, "--api-key", ADMIN_KEY, "--model", live_gateway.model,
+               "--profile", "test",  # the settings the live gateway serves (no speculation)
                "--sections", "overhead,batching,speculation,precision,peer,ceiling",
                "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
