@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.load import Endpoint
-from bench.targets import RunningTarget, TargetError, _free_port, _launch, _wait_ready
+from bench.targets import RunningTarget, TargetError, _launch, _wait_ready, free_port
 from gateway.settings import Settings
 
 VERSION = "0.3.36"  # pinned: the peer measured should not change under the table
@@ -163,7 +163,7 @@ class LlamaCppPeer:
     def prepare(cls, build: PeerBuild, gguf: Path, alias: str,
                 log_dir: Path | None = None) -> LlamaCppPeer:
         folder = log_dir or Path(tempfile.mkdtemp(prefix="llmgw-llamacpp-"))
-        return cls(ensure_built(build), gguf, alias, _free_port(), folder)
+        return cls(ensure_built(build), gguf, alias, free_port(), folder)
 
     @property
     def endpoint(self) -> Endpoint:

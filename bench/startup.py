@@ -22,7 +22,6 @@ import dataclasses
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ import httpx
 from bench.load import Endpoint, LoadSpec, run_level
 from bench.machine import describe
 from bench.report import save_run
-from bench.targets import REPO, TargetError
+from bench.targets import REPO, TargetError, free_port
 from gateway.settings import load_settings
 
 CACHE = "compile-cache"
@@ -50,12 +49,6 @@ class Start:
     label: str
     profile: str
     data_dir: Path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _dir_mib(folder: Path) -> float:
@@ -114,7 +107,7 @@ def _decode(endpoint: Endpoint, requests: int, max_tokens: int) -> dict[str, Any
 
 def measure_start(start: Start, model: str, timeout_s: float, log: Path) -> dict[str, Any]:
     """Start ``serve``, time it to ready, measure decode at one stream, stop it."""
-    port, key = _free_port(), secrets.token_hex(16)
+    port, key = free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "cli", "serve", "--profile", start.profile,
                "--port", str(port)]

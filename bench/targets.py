@@ -64,7 +64,8 @@ class LaunchOptions:
     log_dir: Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port free right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -215,7 +216,7 @@ def _base_env() -> dict[str, str]:
 def started(spec: TargetSpec, opts: LaunchOptions) -> Iterator[RunningTarget]:
     """Start ``spec`` (waiting for free memory first), yield it ready, always stop it."""
     wait_for_memory(opts.min_free_gib)
-    port = _free_port()
+    port = free_port()
     log_path = opts.log_dir / f"{spec.name.replace(':', '-').replace('/', '_')}.log"
     with tempfile.TemporaryDirectory(prefix="llmgw-bench-") as tmp:
         env = _base_env()
