@@ -140,32 +140,50 @@ def render(doc: dict[str, Any]) -> str:
                      f"| {_cell(r, 'eager')} | {_cell(r, 'compiled')} | {acc} "
                      f"| {r['identical']}/{r['turns']} turns |")
     ratios = ", ".join(f"{lv} stream{'s' if lv > 1 else ''} {x:.3f}x"
-                       for lv, x in v["ratios"].items() if x is not None)
+                       for lv, x in ((int(k), y) for k, y in v["ratios"].items())
+                       if x is not None)
     lines += ["", f"Verdict: {v['candidate']} vs {v['baseline']}: {ratios}: "
               + ("**pays** (>= 1.05x at 1 stream, >= 0.97x at 4 and 16)." if v["pays"]
                  else "does not pay: " + "; ".join(v["reasons"]) + ".")]
     return "\n".join(lines) + "\n"
 
 
-def _measure(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _measure(model: Path, eagle3: Path, rounds: int, before: str | None,
+             lock: Path | None) -> list[dict[str, Any]]:
     from bench.speculation import CHAT, _chat_ids, _llm, _run
 
-    chosen = level_configs(args.eagle3)
-    engines = {c.name: _llm(args.model, c.speculation, eager=c.eager) for c in chosen}
-    chat = _chat_ids(args.model, CHAT)
+    chosen = level_configs(eagle3)
+    engines = {c.name: _llm(model, c.speculation, eager=c.eager) for c in chosen}
+    chat = _chat_ids(model, CHAT)
     for llm in engines.values():
         _run(llm, chat[:2], together=True)  # warm-up
-    if args.before:  # e.g. wait until the machine is quiet; the engines start meanwhile
-        subprocess.run(["bash", "-c", args.before], check=True)
+    if before:  # e.g. wait until the machine is quiet; the engines start meanwhile
+        subprocess.run(["bash", "-c", before], check=True)
     turns = []
-    with _locked(args.lock):
-        for r, level, name in schedule(list(engines), LEVELS, args.rounds):
+    with _locked(lock):
+        for r, level, name in schedule(list(engines), LEVELS, rounds):
             prompts = chat[:SINGLE_STREAM_CHATS] if level == 1 else chat[:level]
             turns.append({"round": r, "level": level, "config": name,
                           **_run(engines[name], prompts, together=level > 1)})
     for llm in engines.values():
         llm.llm_engine.engine_core.shutdown()
     return turns
+
+
+def measure_levels(model: Path, eagle3: Path, rounds: int, before: str | None = None,
+                   lock: Path | None = None) -> dict[str, Any]:
+    """Start the three engines, let them take turns, summarise: a result document's body
+    (no date, no machine), with the verdict."""
+    from bench.speculation import MAX_TOKENS
+
+    configs = level_configs(eagle3)
+    turns = _measure(model, eagle3, rounds, before, lock)
+    results = summarise([c.name for c in configs], LEVELS, turns)
+    return {"rounds": rounds, "levels": list(LEVELS), "max_tokens": MAX_TOKENS,
+            "configs": {c.name: {"eager": c.eager, "speculation": c.speculation}
+                        for c in configs},
+            "results": results, "verdict": verdict(results),
+            "turns": [{k: v for k, v in t.items() if k != "outputs"} for t in turns]}
 
 
 @contextmanager
@@ -194,19 +212,10 @@ def main() -> None:
     parser.add_argument("--lock", type=Path, help="flock this file while measuring")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from bench.speculation import MAX_TOKENS
-
     host = machine.describe()
-    turns = _measure(args)
-    names = [c.name for c in level_configs(args.eagle3)]
-    results = summarise(names, LEVELS, turns)
-    doc = {"date": date.today().isoformat(), "machine": host, "rounds": args.rounds,
-           "levels": list(LEVELS), "max_tokens": MAX_TOKENS,
-           "load_average_end": list(os.getloadavg()),
-           "configs": {c.name: {"eager": c.eager, "speculation": c.speculation}
-                       for c in level_configs(args.eagle3)},
-           "results": results, "verdict": verdict(results),
-           "turns": [{k: v for k, v in t.items() if k != "outputs"} for t in turns]}
+    body = measure_levels(args.model, args.eagle3, args.rounds, args.before, args.lock)
+    doc = {"date": date.today().isoformat(), "machine": host, **body,
+           "load_average_end": list(os.getloadavg())}
     print(save_run(doc, args.kind, render).read_text())
 
 

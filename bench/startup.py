@@ -150,6 +150,14 @@ def plan(root: Path, compiled: str, eager: str | None) -> list[Start]:
     return starts + ([Start("eager first start", eager, root / "eager")] if eager else [])
 
 
+def measure_starts(root: Path, model: str, compiled: str, eager: str | None,
+                   timeout_s: float, logs: Path) -> list[dict[str, Any]]:
+    """Every start of ``plan`` under ``root`` (data directories), one after another."""
+    logs.mkdir(parents=True, exist_ok=True)
+    return [_attempt(start, model, timeout_s, logs / f"serve-{i}.log")
+            for i, start in enumerate(plan(root, compiled, eager))]
+
+
 def render(doc: dict[str, Any]) -> str:
     machine = doc["machine"]
     rows = ["| start | profile | enforce_eager | chat model ready | every model ready | "
@@ -192,11 +200,8 @@ def main() -> None:
     args = parser.parse_args()
     machine = describe()
     with tempfile.TemporaryDirectory(prefix="llmgw-startup-bench-") as tmp:
-        logs = args.logs or Path(tmp)
-        logs.mkdir(parents=True, exist_ok=True)
-        starts = [_attempt(start, args.model, args.timeout_s, logs / f"serve-{i}.log")
-                  for i, start in enumerate(plan(Path(tmp), args.compiled_profile,
-                                                 args.eager_profile))]
+        starts = measure_starts(Path(tmp), args.model, args.compiled_profile,
+                                args.eager_profile, args.timeout_s, args.logs or Path(tmp))
     doc = {"date": date.today().isoformat(), "machine": machine, "model": args.model,
            "note": args.note, "starts": starts, "load_average_end": list(os.getloadavg())}
     print(save_run(doc, args.kind, render).read_text())
