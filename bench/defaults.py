@@ -6,10 +6,11 @@ and writes ``bench/results/<date>-<machine>-defaults.{json,md}``:
 1. ``levels``: eager, compiled and compiled + EAGLE-3 (adaptive) offline engines taking
    turns at 1, 4 and 16 streams (``bench.speculation_levels``), and its verdict on whether
    the default CPU profile should speculate;
-2. ``peer``: the gateway serving the production profile (``cpu``) against llama.cpp's
-   server on the GGUF the model ships as, at 1 and 8 streams, never running at the same
-   time (``llm-gateway bench --sections peer --peer llama.cpp``; llama-cpp-python is built
-   once from source and cached);
+2. ``peer``: the gateway serving the production profile (``cpu``; ``--peer-profiles``
+   adds others, e.g. ``cpu-w8a8`` where the CPU has AMX) against llama.cpp's server on the
+   GGUF the model ships as, at 1 and 8 streams, never running at the same time
+   (``llm-gateway bench --sections peer --peer llama.cpp``; llama-cpp-python is built once
+   from source and cached);
 3. ``startup``: ``llm-gateway serve --profile cpu`` on an empty data directory, again on
    the kept compile cache, and ``--profile dev`` (eager) (``bench.startup``).
 
@@ -47,10 +48,12 @@ def _timed(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
             "load_average_before": load_before, "load_average_after": list(os.getloadavg())}
 
 
-def peer_part(profile: str, model: str, logs: Path) -> dict[str, Any]:
-    """The gateway on ``profile`` against llama.cpp's server, 1 and 8 streams."""
+def peer_pair(profile: str, logs: Path) -> dict[str, Any]:
+    """The gateway on ``profile`` (its default model) against llama.cpp's server on the GGUF
+    that model ships as (a quantized variant's: its base's), 1 and 8 streams."""
     logs.mkdir(parents=True, exist_ok=True)
     settings = load_settings(profile=profile)
+    model = settings.default_model or next(iter(settings.models))
     peer = LlamaCppPeer.prepare(PeerBuild(), gguf_path(settings, model), model, logs)
     launch = LaunchOptions(settings, profile, None, 0.0, 900, logs)
     request = BenchRequest(settings=settings, model=model, quick=False, sections=("peer",),
@@ -58,8 +61,13 @@ def peer_part(profile: str, model: str, logs: Path) -> dict[str, Any]:
                            out_dir=logs / "peer-results", peer=peer.endpoint, kind="peer")
     ctx, _ = prepare(request)
     doc, _files = run(request, ctx, lambda description, advance: None)
-    return {"profile": profile, "section": doc["sections"]["peer"], "targets": doc["targets"],
-            "method": doc["method"]}
+    return {"profile": profile, "model": model, "section": doc["sections"]["peer"],
+            "targets": doc["targets"], "method": doc["method"]}
+
+
+def peer_part(profiles: list[str], logs: Path) -> dict[str, Any]:
+    """Each profile against llama.cpp, one pair after another (llama.cpp measured per pair)."""
+    return {"pairs": [peer_pair(profile, logs / profile) for profile in profiles]}
 
 
 def measure(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any]]:
@@ -67,7 +75,7 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any]]:
     parts: dict[str, Callable[[], dict[str, Any]]] = {
         "levels": lambda: speculation_levels.measure_levels(
             cache / args.model, cache / f"{args.model}-eagle3", args.rounds),
-        "peer": lambda: peer_part(args.profile, args.model, logs / "peer"),
+        "peer": lambda: peer_part(args.peer_profiles.split(","), logs / "peer"),
         "startup": lambda: {"model": args.model, "starts": startup.measure_starts(
             logs / "data", args.model, args.profile, args.eager_profile, 900,
             logs / "startup")},
@@ -75,8 +83,18 @@ def measure(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any]]:
     return {name: _timed(name, parts[name]) for name in args.parts.split(",")}
 
 
-def _peer_ratios(part: dict[str, Any]) -> dict[int, float | None]:
-    return {row["concurrency"]: row["ratio"] for row in part["section"]["rows"]}
+def _peer_ratios(pair: dict[str, Any]) -> dict[int, float | None]:
+    return {row["concurrency"]: row["ratio"] for row in pair["section"]["rows"]}
+
+
+def _peer_line(pair: dict[str, Any]) -> str:
+    ratios = _peer_ratios(pair)
+    eight = ratios.get(8)
+    return (f"| gateway (`{pair['profile']}`) vs llama.cpp | "
+            + ", ".join(f"{c} stream{'s' if c > 1 else ''}: {'-' if x is None else f'{x:.2f}x'}"
+                        for c, x in ratios.items())
+            + f" | >= {PEER_GOAL}x at 8 | "
+            + ("met |" if eight is not None and eight >= PEER_GOAL else "**missed** |"))
 
 
 def headline(doc: dict[str, Any]) -> list[str]:
@@ -97,14 +115,7 @@ def headline(doc: dict[str, Any]) -> list[str]:
                   + ("**pays**: on by default |" if verdict["pays"] else
                      "does not pay: " + "; ".join(verdict["reasons"]) + " |")]
     if "peer" in parts:
-        ratios = _peer_ratios(parts["peer"])
-        eight = ratios.get(8)
-        lines.append(f"| gateway (`{parts['peer']['profile']}`) vs llama.cpp | "
-                     + ", ".join(f"{c} stream{'s' if c > 1 else ''}: "
-                                 f"{'-' if x is None else f'{x:.2f}x'}"
-                                 for c, x in ratios.items())
-                     + f" | >= {PEER_GOAL}x at 8 | "
-                     + ("met |" if eight is not None and eight >= PEER_GOAL else "**missed** |"))
+        lines += [_peer_line(pair) for pair in parts["peer"]["pairs"]]
     if "startup" in parts:
         starts = ", ".join(f"{s['label']}: " + (f"{s['ready_s']:.0f} s" if "ready_s" in s
                                                 else "failed")
@@ -123,8 +134,10 @@ def _part_markdown(name: str, doc: dict[str, Any]) -> list[str]:
     elif name == "startup":
         text = startup.render({**body, "note": ""})
     else:
-        return [head, "", *report.section_markdown(body["section"]["title"], body["section"]),
-                *[f"- {line}" for line in body["method"]], ""]
+        pairs = body["pairs"]
+        tables = [line for pair in pairs for line in report.section_markdown(
+            f"Gateway `{pair['profile']}` ({pair['model']}) vs llama.cpp", pair["section"])]
+        return [head, "", *tables, *[f"- {line}" for line in pairs[0]["method"]], ""]
     return [head, "", *text.split("\n", 2)[2:], ""]  # the part's own title dropped
 
 
@@ -147,6 +160,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--profile", default="cpu", help="the production profile measured")
+    parser.add_argument("--peer-profiles", default="cpu",
+                        help="profiles measured against llama.cpp (e.g. cpu,cpu-w8a8 on AMX)")
     parser.add_argument("--eager-profile", default="dev")
     parser.add_argument("--rounds", type=int, default=3, help="levels: rounds of turns")
     parser.add_argument("--parts", default=",".join(PARTS))

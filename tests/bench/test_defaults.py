@@ -27,8 +27,9 @@ def _doc() -> dict[str, Any]:
     parts = {
         "levels": {k: levels[k] for k in ("rounds", "levels", "max_tokens", "configs",
                                           "results", "verdict", "turns")} | _timing(0.5),
-        "peer": {"profile": "cpu", "section": peer["sections"]["peer"],
-                 "targets": peer["targets"], "method": peer["method"]} | _timing(0.7),
+        "peer": {"pairs": [{"profile": "cpu", "model": "smollm2-135m-instruct",
+                            "section": peer["sections"]["peer"], "targets": peer["targets"],
+                            "method": peer["method"]}]} | _timing(0.7),
         "startup": {"model": start["model"], "starts": start["starts"]} | _timing(0.9),
     }
     return {"date": "2026-12-05", "machine": levels["machine"], "note": "",
@@ -39,13 +40,14 @@ def test_headline_names_each_decision_with_its_measured_ratios() -> None:
     lines = "\n".join(headline(_doc()))
     assert "| EAGLE-3 (adaptive) vs compiled | 1: 1.32x, 4: 1.17x, 16: 1.08x |" in lines
     assert "**pays**: on by default" in lines
-    assert "1 stream: 0.95x, 8 streams: 4.35x | >= 2.5x at 8 | met |" in lines
+    assert ("| gateway (`cpu`) vs llama.cpp | 1 stream: 0.95x, 8 streams: 4.35x | >= 2.5x at 8 "
+            "| met |") in lines
     assert "first start (empty cache): 258 s, restart (cache kept): 191 s" in lines
 
 
 def test_when_llamacpp_is_within_the_goal_at_8_streams_then_the_headline_says_missed() -> None:
     doc = _doc()
-    rows = doc["parts"]["peer"]["section"]["rows"]
+    rows = doc["parts"]["peer"]["pairs"][0]["section"]["rows"]
     rows[1]["ratio"] = 2.4
     assert "8 streams: 2.40x | >= 2.5x at 8 | **missed** |" in "\n".join(headline(doc))
 
@@ -65,6 +67,7 @@ def test_render_has_one_section_per_part_with_its_table_and_load() -> None:
     for name, load in (("levels", "0.50"), ("peer", "0.70"), ("startup", "0.90")):
         assert f"## {name} (1.0 min, load average {load} before" in text
     assert "| 16 | compiled-eagle3-adaptive | 135.6 |" in text  # the levels table
+    assert "### Gateway `cpu` (smollm2-135m-instruct) vs llama.cpp" in text
     assert "| 8 | 29.3 | 6.73 | 4.35 |" in text  # the peer table
     assert "| restart (cache kept) | cpu | False | **191 s** |" in text  # the start-up table
     assert text.count("\n# ") == 0  # the parts' own titles are dropped
