@@ -23,6 +23,7 @@ import argparse
 import os
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -40,10 +41,15 @@ PEER_GOAL = 2.5  # gateway / llama.cpp at 8 streams, at least
 
 
 def _timed(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """One part's body with when it ran and the machine's load around it."""
+    """One part's body with when it ran and the machine's load around it. A part that fails
+    is recorded with its error (and its traceback printed); the other parts still run."""
     load_before, started = list(os.getloadavg()), time.monotonic()
     print(f"[bench.defaults] {name}: started {time.strftime('%H:%M:%S')}", flush=True)
-    body = measure()
+    try:
+        body = measure()
+    except Exception as exc:  # recorded in the result file, never dropped
+        traceback.print_exc()
+        body = {"error": f"{type(exc).__name__}: {exc}"}
     return {**body, "minutes": round((time.monotonic() - started) / 60, 1),
             "load_average_before": load_before, "load_average_after": list(os.getloadavg())}
 
@@ -97,30 +103,37 @@ def _peer_line(pair: dict[str, Any]) -> str:
             + ("met |" if eight is not None and eight >= PEER_GOAL else "**missed** |"))
 
 
+def _levels_lines(part: dict[str, Any]) -> list[str]:
+    vs = {(r["config"], r["streams"]): r for r in part["results"]}
+    compiled = ", ".join(f"{s}: {vs[('compiled', s)]['vs_eager']:.2f}x"
+                         for s in speculation_levels.LEVELS if ('compiled', s) in vs)
+    verdict = part["verdict"]
+    eagle = ", ".join(f"{s}: {x:.2f}x" for s, x in verdict["ratios"].items() if x is not None)
+    return [f"| compiled vs eager (streams: ratio) | {compiled} | - | compiled serves |",
+            f"| EAGLE-3 (adaptive) vs compiled | {eagle} | >= {speculation_levels.PAYS_AT_ONE}x"
+            f" at 1, >= {speculation_levels.COSTS_NOTHING}x at 4 and 16, identical output | "
+            + ("**pays**: on by default |" if verdict["pays"] else
+               "does not pay: " + "; ".join(verdict["reasons"]) + " |")]
+
+
+def _startup_lines(part: dict[str, Any]) -> list[str]:
+    starts = ", ".join(f"{s['label']}: " + (f"{s['ready_s']:.0f} s" if "ready_s" in s
+                                            else "failed") for s in part["starts"])
+    return [f"| start to ready | {starts} | - | in README |"]
+
+
 def headline(doc: dict[str, Any]) -> list[str]:
     """The decision table: every number the profiles' choices rest on, from this run."""
-    parts, lines = doc["parts"], ["| what | measured | rule | outcome |", "|---|---|---|---|"]
-    if "levels" in parts:
-        rows = parts["levels"]["results"]
-        vs = {(r["config"], r["streams"]): r for r in rows}
-        compiled = ", ".join(f"{s}: {vs[('compiled', s)]['vs_eager']:.2f}x"
-                             for s in speculation_levels.LEVELS if ('compiled', s) in vs)
-        verdict = parts["levels"]["verdict"]
-        eagle = ", ".join(f"{s}: {x:.2f}x" for s, x in verdict["ratios"].items()
-                          if x is not None)
-        lines += [f"| compiled vs eager (streams: ratio) | {compiled} | - | compiled serves |",
-                  f"| EAGLE-3 (adaptive) vs compiled | {eagle} | >= "
-                  f"{speculation_levels.PAYS_AT_ONE}x at 1, >= "
-                  f"{speculation_levels.COSTS_NOTHING}x at 4 and 16, identical output | "
-                  + ("**pays**: on by default |" if verdict["pays"] else
-                     "does not pay: " + "; ".join(verdict["reasons"]) + " |")]
-    if "peer" in parts:
-        lines += [_peer_line(pair) for pair in parts["peer"]["pairs"]]
-    if "startup" in parts:
-        starts = ", ".join(f"{s['label']}: " + (f"{s['ready_s']:.0f} s" if "ready_s" in s
-                                                else "failed")
-                           for s in parts["startup"]["starts"])
-        lines.append(f"| start to ready | {starts} | - | in README |")
+    lines = ["| what | measured | rule | outcome |", "|---|---|---|---|"]
+    for name, part in doc["parts"].items():
+        if "error" in part:
+            lines.append(f"| {name} | failed: {part['error']} | - | **not measured** |")
+        elif name == "levels":
+            lines += _levels_lines(part)
+        elif name == "peer":
+            lines += [_peer_line(pair) for pair in part["pairs"]]
+        else:
+            lines += _startup_lines(part)
     return lines
 
 
@@ -129,6 +142,8 @@ def _part_markdown(name: str, doc: dict[str, Any]) -> list[str]:
             "load_average_end": doc["parts"][name]["load_average_after"]}
     head = (f"## {name} ({body['minutes']} min, load average {body['load_average_before'][0]:.2f}"
             f" before, {body['load_average_after'][0]:.2f} after)")
+    if "error" in body:
+        return [head, "", f"Failed: {body['error']}", ""]
     if name == "levels":
         text = speculation_levels.render(body)
     elif name == "startup":

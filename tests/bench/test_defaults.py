@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.defaults import headline, render
+from bench.defaults import _timed, headline, render
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
@@ -71,3 +71,17 @@ def test_render_has_one_section_per_part_with_its_table_and_load() -> None:
     assert "| 8 | 29.3 | 6.73 | 4.35 |" in text  # the peer table
     assert "| restart (cache kept) | cpu | False | **191 s** |" in text  # the start-up table
     assert text.count("\n# ") == 0  # the parts' own titles are dropped
+
+
+def test_when_a_part_fails_then_the_run_records_its_error_and_keeps_the_others() -> None:
+    def build_fails() -> dict[str, Any]:
+        raise RuntimeError("llama-cpp-python build failed (1); see build.log")
+
+    doc = _doc()
+    doc["parts"]["peer"] = _timed("peer", build_fails)
+    assert doc["parts"]["peer"]["error"] == (
+        "RuntimeError: llama-cpp-python build failed (1); see build.log")
+    lines = "\n".join(headline(doc))
+    assert "| peer | failed: RuntimeError: llama-cpp-python build failed" in lines
+    assert "**not measured**" in lines and "**pays**" in lines  # the levels part still counts
+    assert "Failed: RuntimeError: llama-cpp-python build failed" in render(doc)
