@@ -76,11 +76,20 @@ def peer_part(profiles: list[str], logs: Path) -> dict[str, Any]:
     return {"pairs": [peer_pair(profile, logs / profile) for profile in profiles]}
 
 
+def levels_part(profile: str, model: str, rounds: int) -> dict[str, Any]:
+    """The levels on the model folder and EAGLE-3 head ``profile`` serves (its settings
+    resolve both paths), not on names spelled again here."""
+    engine = load_settings(profile=profile).engine_config(model)
+    head = engine.speculation
+    if head.method != "eagle3" or head.draft_path is None:
+        raise ValueError(f"profile {profile!r} serves {model} without an EAGLE-3 head "
+                         f"(speculation: {head.method}): nothing to decide")
+    return speculation_levels.measure_levels(engine.model_path, head.draft_path, rounds)
+
+
 def measure(args: argparse.Namespace, logs: Path) -> dict[str, dict[str, Any]]:
-    cache = load_settings(profile=args.profile).model_cache
     parts: dict[str, Callable[[], dict[str, Any]]] = {
-        "levels": lambda: speculation_levels.measure_levels(
-            cache / args.model, cache / f"{args.model}-eagle3", args.rounds),
+        "levels": lambda: levels_part(args.profile, args.model, args.rounds),
         "peer": lambda: peer_part(args.peer_profiles.split(","), logs / "peer"),
         "startup": lambda: {"model": args.model, "starts": startup.measure_starts(
             logs / "data", args.model, args.profile, args.eager_profile, 900,

@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.defaults import _timed, headline, render
+import pytest
+
+from bench.defaults import _timed, headline, levels_part, render
 
 RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results"
 
@@ -85,3 +87,8 @@ def test_when_a_part_fails_then_the_run_records_its_error_and_keeps_the_others()
     assert "| peer | failed: RuntimeError: llama-cpp-python build failed" in lines
     assert "**not measured**" in lines and "**pays**" in lines  # the levels part still counts
     assert "Failed: RuntimeError: llama-cpp-python build failed" in render(doc)
+
+
+def test_levels_part_when_the_profile_has_no_eagle3_head_then_refuses_naming_it() -> None:
+    with pytest.raises(ValueError, match="profile 'dev' serves smollm2-135m-instruct without"):
+        levels_part("dev", "smollm2-135m-instruct", 1)
