@@ -184,6 +184,18 @@ class RunningTarget:
             process.wait()
 
 
+def _ready(response: httpx.Response) -> bool:
+    """200, and for a gateway every model loaded (its ``/ready`` is 200 once any serves);
+    vLLM's ``/health`` has no body."""
+    if response.status_code != 200:
+        return False
+    try:
+        models = response.json().get("models", {})
+    except ValueError:
+        return True
+    return all(models.values())
+
+
 def _wait_ready(target: RunningTarget, ready_url: str, timeout_s: float) -> None:
     assert target.process is not None
     started = time.monotonic()
@@ -191,7 +203,7 @@ def _wait_ready(target: RunningTarget, ready_url: str, timeout_s: float) -> None
         if target.process.poll() is not None:
             raise TargetError(f"exited with {target.process.returncode}:\n{target.log_tail()}")
         try:
-            if httpx.get(ready_url, timeout=5).status_code == 200:
+            if _ready(httpx.get(ready_url, timeout=5)):
                 target.startup_s = round(time.monotonic() - started, 1)
                 return
         except httpx.HTTPError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import bench, draft, engine, keys, models, quantize, serve, tenants
+from cli import adapters, bench, draft, engine, keys, models, quantize, serve, tenants
 
 
 def build() -> typer.Typer:
@@ -17,6 +17,7 @@ def build() -> typer.Typer:
     app.command("bench")(bench.bench)
     app.add_typer(draft.app, name="draft")
     app.add_typer(engine.app, name="engine")
+    app.add_typer(adapters.app, name="adapters")
     return app
 
 

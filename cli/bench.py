@@ -37,6 +37,22 @@ def _peer_model(url: str, model: str | None) -> str:
 
 
 LLAMA_CPP = "llama.cpp"
+FAIR_SHARE = "fair-share"  # its own run: two gateway starts (first-come, fair), two tenants
+_FAIR_QUICK = ["--seats", "4", "--reserve", "0.25", "--phase-s", "12", "--unloaded-s", "3",
+               "--long-tokens", "16"]
+
+
+def _fair_share(out: Path, note: str, quick: bool) -> None:
+    """Issue #32's benchmark (bench/fair_share.py): B's TTFT while A saturates, shares."""
+    from bench import fair_share
+
+    args = fair_share.options(["--out", str(out), "--note", note,
+                               *(_FAIR_QUICK if quick else [])])
+    with console.status("fair share: a gateway first-come, then one with the fair queue "
+                        f"({args.seats} seats, phases of {args.phase_s:.0f} s)"):
+        files = fair_share.run(args)
+    for path in files:
+        console.print(f"wrote {path}")
 
 
 def _llama_cpp(settings: Settings, model: str, logs: Path) -> LlamaCppPeer:
@@ -68,7 +84,7 @@ def bench(
     quick: bool = typer.Option(False, help="Tiny sizes: a smoke test (numbers meaningless)."),
     sections: str = typer.Option(
         "overhead,batching,speculation,precision,peer,ceiling",
-        help="Comma-separated sections to run."),
+        help="Comma-separated sections to run; also fair-share (issue #32, ~15 min)."),
     peer: str = typer.Option(
         None, help="An OpenAI-compatible server to compare (URL), or `llama.cpp`: build "
         "llama-cpp-python (cached) and start its server on the GGUF the model ships as."),
@@ -97,6 +113,12 @@ def bench(
     from bench.session import BenchRequest, prepare, run
     from bench.targets import LaunchOptions
 
+    chosen_sections = tuple(s.strip() for s in sections.split(",") if s.strip())
+    if FAIR_SHARE in chosen_sections:
+        _fair_share(out, note, quick)
+        chosen_sections = tuple(s for s in chosen_sections if s != FAIR_SHARE)
+        if not chosen_sections:
+            return
     settings = load_settings(profile=profile)
     chosen = model or settings.default_model or next(iter(settings.models))
     external = Endpoint("gateway", _v1(gateway_url), chosen, api_key) if gateway_url else None
@@ -111,7 +133,7 @@ def bench(
     launch = LaunchOptions(settings, profile, kv_cache_gib, min_free_gib, 900, logs)
     request = BenchRequest(
         settings=settings, model=chosen, quick=quick,
-        sections=tuple(s.strip() for s in sections.split(",") if s.strip()),
+        sections=chosen_sections,
         options=RunOptions(launch, external, peer_launch), out_dir=out, peer=peer_endpoint,
         draft_path=draft, note=note, max_tokens=max_tokens, kind=kind,
         levels=tuple(int(x) for x in levels.split(",")) if levels else ())

@@ -40,6 +40,12 @@ NAME = typer.Option(None, "--name", help="A label for the key.")
 CACHE = typer.Option(None, "--response-cache/--no-response-cache",
                      help="Answer this key's repeatable requests from the response cache "
                           "(default: the gateway's response_cache.enabled_by_default).")
+WEIGHT = typer.Option(None, "--weight", min=0.001, max=1000.0,
+                      help="Share of a saturated model's tokens relative to other tenants "
+                           "(default 1; a key's replaces its tenant's).")
+PRIORITY = typer.Option(None, "--priority", min=0, max=9,
+                        help="Highest priority band (0-9) its requests may ask for, and their "
+                             "default (a key's replaces its tenant's; default 0).")
 AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 PROFILE = typer.Option(None, "--profile", help="Settings profile.")
 
@@ -47,11 +53,12 @@ PROFILE = typer.Option(None, "--profile", help="Settings profile.")
 def _terms(budget_usd: str | None, budget_period: str | None, rpm: int | None,
            tpm: int | None, max_parallel: int | None, models: list[str] | None,
            expires_at: str | None, metadata: str | None, name: str | None,
-           response_cache: bool | None) -> dict[str, Any]:
+           response_cache: bool | None, weight: float | None = None,
+           priority: int | None = None) -> dict[str, Any]:
     return {"budget_usd": budget_usd, "budget_period": budget_period, "rpm": rpm, "tpm": tpm,
             "max_parallel_requests": max_parallel, "models": models,
             "expires_at": expires_at, "metadata": metadata_option(metadata), "name": name,
-            "response_cache": response_cache}
+            "response_cache": response_cache, "weight": weight, "priority": priority}
 
 
 def _print(record: KeyRecord, token: str | None, as_json: bool, what: str) -> None:
@@ -70,11 +77,12 @@ def create(
     budget_usd: str = BUDGET, budget_period: str = PERIOD, rpm: int = RPM, tpm: int = TPM,
     max_parallel: int = PARALLEL, model: list[str] = MODELS, expires_at: str = EXPIRES,
     metadata: str = METADATA, name: str = NAME, response_cache: bool = CACHE,
+    weight: float = WEIGHT, priority: int = PRIORITY,
     as_json: bool = AS_JSON, profile: str = PROFILE,
 ) -> None:
     """Create a key and print it. It is shown once: only its hash is stored."""
     given = _terms(budget_usd, budget_period, rpm, tpm, max_parallel, model, expires_at,
-                   metadata, name, response_cache)
+                   metadata, name, response_cache, weight, priority)
     request = body(KeyCreateBody, {"tenant": tenant, **given})
     terms = refused(request.terms)
     record, token = refused(lambda: with_database(
@@ -88,17 +96,19 @@ def update(
     budget_usd: str = BUDGET, budget_period: str = PERIOD, rpm: int = RPM, tpm: int = TPM,
     max_parallel: int = PARALLEL, model: list[str] = MODELS, expires_at: str = EXPIRES,
     metadata: str = METADATA, name: str = NAME, response_cache: bool = CACHE,
+    weight: float = WEIGHT, priority: int = PRIORITY,
     clear: list[str] = typer.Option(None, "--clear", help="Unset a field (repeat): budget_usd, "
                                     "rpm, tpm, max_parallel_requests, models (all models), "
-                                    "expires_at, name, metadata, response_cache."),
+                                    "expires_at, name, metadata, response_cache, weight, "
+                                    "priority."),
     as_json: bool = AS_JSON, profile: str = PROFILE,
 ) -> None:
     """Change a live key: only the options given (and the fields --clear names) change."""
     given = _terms(budget_usd, budget_period, rpm, tpm, max_parallel, model, expires_at,
-                   metadata, name, response_cache)
+                   metadata, name, response_cache, weight, priority)
     patch = body(KeyPatchBody, given, clear)
     record = refused(lambda: with_database(
-        profile, lambda engine: KeyStore(engine).update(key_id, patch.apply)))
+        profile, lambda engine: KeyStore(engine).update(key_id, patch.apply), announce=True))
     if record is None:
         console.print(f"no live key {key_id!r}")
         raise typer.Exit(1)
@@ -114,7 +124,7 @@ def rotate(
 ) -> None:
     """Issue a new secret for the key (same id, limits and spend) and print it once."""
     rotated = refused(lambda: with_database(
-        profile, lambda engine: KeyStore(engine).rotate(key_id, grace_s)))
+        profile, lambda engine: KeyStore(engine).rotate(key_id, grace_s), announce=True))
     if rotated is None:
         console.print(f"no live key {key_id!r}")
         raise typer.Exit(1)
@@ -166,7 +176,7 @@ def revoke(
     profile: str = PROFILE,
 ) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    if not with_database(profile, lambda engine: KeyStore(engine).revoke(key_id)):
+    if not with_database(profile, lambda engine: KeyStore(engine).revoke(key_id), announce=True):
         console.print(f"no live key {key_id!r}")
         raise typer.Exit(1)
     console.print(f"revoked {key_id}")

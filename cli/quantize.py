@@ -6,6 +6,8 @@ drives a rich progress bar here. Finished folders carry their recipe and are not
 
 from __future__ import annotations
 
+import subprocess
+
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -78,6 +80,7 @@ def quantize(
         if not force and job.recorded() is not None:
             console.print(f"{name}: up to date at {job.output}")
             continue
+        _ensure_environment()
         try:
             record = _run_with_bar(name, job, nice)
         except QuantizationError as exc:
@@ -85,6 +88,20 @@ def quantize(
             raise typer.Exit(1) from exc
         seconds = record["seconds"]
         console.print(f"{name}: {job.recipe.algorithm} in {seconds} s -> {job.output}")
+
+
+QUANT_ENV = runner.REPO / "scripts" / "quant-env.sh"
+
+
+def _ensure_environment() -> None:
+    """llmcompressor's own environment (.venv-quant), built on first use (serving never
+    needs it, so setup does not build it); a no-op once its stamp matches."""
+    with console.status("quantization environment (.venv-quant): checking, and on first use "
+                        "installing llmcompressor (a few minutes)"):
+        done = subprocess.run([str(QUANT_ENV)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        console.print(f"[red]{QUANT_ENV} failed ({done.returncode}):[/red]\n{done.stderr[-2000:]}")
+        raise typer.Exit(1)
 
 
 def _run_with_bar(name: str, job: runner.QuantJob, nice: int) -> dict[str, object]:

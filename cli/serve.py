@@ -2,49 +2,59 @@
 
 from __future__ import annotations
 
-import typer
-import uvicorn
+import os
 
-from cli.draining import DrainingServer
+import typer
+
+from cli.banner import LogFormat, human_logs
+from cli.gateway_server import run_gateway
+from cli.workers import Workers, refuse_workers
 from gateway.settings import Settings, load_settings
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MIN_ADMIN_KEY_CHARS = 16
-CONNECTION_SLACK = 64
 
 
 def serve(
     profile: str = typer.Option(None, help="Settings profile (configs/profiles/*.yaml)."),
     host: str = typer.Option(None, help="Bind address (default from settings)."),
     port: int = typer.Option(None, help="Port (default from settings)."),
+    probe_port: int = typer.Option(
+        None, help="Also serve /health and /ready on this port (default: server.probe_port)."),
     insecure_no_auth: bool = typer.Option(
         False, "--insecure-no-auth",
         help="Serve with auth off on a non-loopback address: anyone who reaches it can spend "
              "tokens, create keys and read every tenant's spend."),
+    workers: int = typer.Option(
+        1, "--workers", min=1,
+        help="Gateway processes on this port (remote mode only: models served by replicas, "
+             "books in PostgreSQL, limits in Redis)."),
+    log_format: LogFormat = typer.Option(
+        LogFormat.AUTO, "--log-format",
+        help="auto: short lines and a banner on a terminal, JSON lines otherwise."),
 ) -> None:
     """Serve the OpenAI-compatible API on http://HOST:PORT/v1."""
     from gateway.app import create_app
     from gateway.bootstrap import build_state, embedded_models
-    from gateway.observability.logging import log_config
 
     settings = load_settings(profile=profile)
     if problem := unsafe(settings, host or settings.host, insecure_no_auth):
         typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
     _preflight(settings)
+    if problem := refuse_workers(settings, workers):
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+    if workers > 1:
+        raise typer.Exit(Workers(profile, host or settings.host, port or settings.port,
+                                 probe_port or settings.server.probe_port, workers).run())
+    human = human_logs(log_format, settings)
+    if human:  # vLLM's per-line INFO stays out of a person's terminal unless asked for
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     state = build_state(settings, embedded_models(settings), metered=True)
-    app = create_app(state)
-    config = uvicorn.Config(
-        app,
-        host=host or settings.host,
-        port=port or settings.port,
-        log_level="info",
-        log_config=log_config(settings.observability.json_logs),
-        timeout_graceful_shutdown=int(settings.limits.drain_timeout_s),
-        # Connections beyond the in-flight cap (plus room for probes and admin) get a 503.
-        limit_concurrency=settings.limits.max_in_flight + CONNECTION_SLACK,
-    )
-    DrainingServer(config, state).run()
+    run_gateway(create_app(state), state, settings, host or settings.host,
+                port or settings.port, probe_port or settings.server.probe_port,
+                human_logs=human)
 
 
 def unsafe(settings: Settings, host: str, insecure_no_auth: bool) -> str | None:
@@ -92,7 +102,8 @@ def _preflight(settings: Settings) -> None:
 
 def missing_vllm(settings: Settings) -> str | None:
     """Why this install cannot serve ``settings`` without vLLM (the slim gateway image has
-    none): an embedded engine, or a ``tool_parser`` (vLLM's parsers read tool calls)."""
+    none): an embedded engine, or a ``tool_parser`` or ``reasoning_parser`` (vLLM's parsers
+    read tool calls and reasoning spans)."""
     import importlib.util
 
     if importlib.util.find_spec("vllm") is not None:
@@ -101,7 +112,8 @@ def missing_vllm(settings: Settings) -> str | None:
         model = settings.models[name]
         if not model.is_remote:
             return f"model {name} runs an embedded engine, and vLLM is not installed here"
-        if model.tool_parser is not None:
-            return (f"model {name} sets tool_parser {model.tool_parser!r}, whose parser is "
-                    "vLLM's, and vLLM is not installed here (use the full gateway image)")
+        for field in ("tool_parser", "reasoning_parser"):
+            if (parser := getattr(model, field)) is not None:
+                return (f"model {name} sets {field} {parser!r}, whose parser is vLLM's, and "
+                        "vLLM is not installed here (use the full gateway image)")
     return None

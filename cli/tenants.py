@@ -10,10 +10,26 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from cli.keys import BUDGET, METADATA, MODELS, PARALLEL, PERIOD, PROFILE, RPM, TPM
+from cli.keys import (
+    BUDGET,
+    METADATA,
+    MODELS,
+    PARALLEL,
+    PERIOD,
+    PRIORITY,
+    PROFILE,
+    RPM,
+    TPM,
+    WEIGHT,
+)
 from cli.terms import body, metadata_option, refused, with_database
 from gateway.auth.tenant_store import TenantRecord, TenantStore
-from gateway.http.admin_bodies import TenantCreateBody, TenantPatchBody
+from gateway.http.admin_bodies import (
+    TenantCreateBody,
+    TenantPatchBody,
+    tenant_patch,
+    tenant_terms,
+)
 from gateway.metering.ledger import utcnow
 from gateway.metering.pricing import usd_text
 from gateway.metering.spend import PeriodSpend, period_spend
@@ -25,10 +41,11 @@ AS_JSON = typer.Option(False, "--json", help="Print JSON.")
 
 def _given(budget_usd: str | None, budget_period: str | None, rpm: int | None,
            tpm: int | None, max_parallel: int | None, models: list[str] | None,
-           metadata: str | None) -> dict[str, object]:
+           metadata: str | None, weight: float | None,
+           priority: int | None) -> dict[str, object]:
     return {"budget_usd": budget_usd, "budget_period": budget_period, "rpm": rpm, "tpm": tpm,
             "max_parallel_requests": max_parallel, "models": models,
-            "metadata": metadata_option(metadata)}
+            "metadata": metadata_option(metadata), "weight": weight, "priority": priority}
 
 
 def _show(record: TenantRecord | None, name: str, as_json: bool, what: str) -> None:
@@ -46,13 +63,16 @@ def create(
     name: str = typer.Argument(..., help="The tenant's name (not admin or anonymous)."),
     budget_usd: str = BUDGET, budget_period: str = PERIOD, rpm: int = RPM, tpm: int = TPM,
     max_parallel: int = PARALLEL, model: list[str] = MODELS, metadata: str = METADATA,
+    weight: float = WEIGHT, priority: int = PRIORITY,
     as_json: bool = AS_JSON, profile: str = PROFILE,
 ) -> None:
     """Create a tenant; its keys get its limits on top of their own."""
-    given = _given(budget_usd, budget_period, rpm, tpm, max_parallel, model, metadata)
-    terms = refused(body(TenantCreateBody, {"name": name, **given}).terms)
+    given = _given(budget_usd, budget_period, rpm, tpm, max_parallel, model, metadata, weight,
+                   priority)
+    request = body(TenantCreateBody, {"name": name, **given})
+    terms = refused(lambda: tenant_terms(request))
     record = refused(lambda: with_database(
-        profile, lambda engine: TenantStore(engine).create(name, terms)))
+        profile, lambda engine: TenantStore(engine).create(name, terms), announce=True))
     _show(record, name, as_json, "created")
 
 
@@ -61,16 +81,19 @@ def update(
     name: str = typer.Argument(..., help="The tenant's name."),
     budget_usd: str = BUDGET, budget_period: str = PERIOD, rpm: int = RPM, tpm: int = TPM,
     max_parallel: int = PARALLEL, model: list[str] = MODELS, metadata: str = METADATA,
+    weight: float = WEIGHT, priority: int = PRIORITY,
     clear: list[str] = typer.Option(None, "--clear", help="Unset a field (repeat): "
                                     "budget_usd, rpm, tpm, max_parallel_requests, models, "
-                                    "metadata."),
+                                    "metadata, weight, priority."),
     as_json: bool = AS_JSON, profile: str = PROFILE,
 ) -> None:
     """Change a tenant: only the options given (and the fields --clear names) change."""
-    given = _given(budget_usd, budget_period, rpm, tpm, max_parallel, model, metadata)
+    given = _given(budget_usd, budget_period, rpm, tpm, max_parallel, model, metadata, weight,
+                   priority)
     patch = body(TenantPatchBody, given, clear)
     record = refused(lambda: with_database(
-        profile, lambda engine: TenantStore(engine).update(name, patch.apply)))
+        profile, lambda engine: TenantStore(engine).update(name, tenant_patch(patch)),
+        announce=True))
     _show(record, name, as_json, "updated")
 
 

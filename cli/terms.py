@@ -12,29 +12,45 @@ import typer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.auth.key_feed import announce
 from gateway.errors import GatewayError
+from gateway.limits.redis_guard import RedisGuard, connect
 from gateway.metering.database import create_database_engine, migrate
 from gateway.settings import load_settings
 
 T = TypeVar("T")
 B = TypeVar("B", bound=BaseModel)
 CLEARABLE = ("name", "budget_usd", "rpm", "tpm", "max_parallel_requests", "models",
-             "expires_at", "metadata", "response_cache")
+             "expires_at", "metadata", "response_cache", "weight", "priority")
 
 
-def with_database(profile: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> T:
-    """Run ``work`` on the settings' metering database, migrated first."""
+def with_database(profile: str | None, work: Callable[[AsyncEngine], Awaitable[T]],
+                  announce: bool = False) -> T:
+    """Run ``work`` on the settings' metering database, migrated first. ``announce``: it
+    changed a key or a tenant; with Redis configured, running gateways forget their cached
+    keys at once (without it they see the change when their entries expire)."""
     settings = load_settings(profile=profile)
 
     async def run() -> T:
         engine = create_database_engine(settings.database_url())
         try:
             await migrate(engine)
-            return await work(engine)
+            result = await work(engine)
         finally:
             await engine.dispose()
+        if announce and settings.metering.redis_url:
+            await _announce(settings.metering.redis_url, settings.metering.redis_timeout_s)
+        return result
 
     return asyncio.run(run())
+
+
+async def _announce(redis_url: str, timeout_s: float) -> None:
+    redis = connect(redis_url, timeout_s)
+    try:
+        await announce(redis, RedisGuard(timeout_s))
+    finally:
+        await redis.aclose()
 
 
 def metadata_option(text: str | None) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ from engine.quantization.capability import adapt_to_hardware, require_supported
 from engine.stat_collector import StatCollector
 from engine.supervisor import supervise
 from engine.vllm_args import engine_arg_overrides
-from engine.vllm_convert import to_engine_output, to_sampling_params
+from engine.vllm_convert import to_engine_output, to_lora_request, to_sampling_params
 from engine.vllm_plugin import problem as plugin_problem
 
 log = logging.getLogger("llm_gateway.engine")
@@ -136,7 +136,7 @@ class EmbeddedEngine:
         llm = self._require()
         from vllm.exceptions import VLLMClientError
         from vllm.inputs import TokensPrompt
-        from vllm.v1.engine.exceptions import EngineDeadError
+        from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
         prompt: Any = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         if request.cache_salt is not None:
@@ -144,13 +144,21 @@ class EmbeddedEngine:
         try:
             params = to_sampling_params(request.sampling)
             async for out in llm.generate(
-                prompt, params, request.request_id, priority=self._priority(request.priority)
+                prompt, params, request.request_id, priority=self._priority(request.priority),
+                lora_request=to_lora_request(request.lora),
             ):
                 yield to_engine_output(out, request.sampling.logprobs or 0)
         except EngineDeadError as exc:
             raise EngineUnavailableError(f"engine for {self.model_name} died: {exc}") from exc
         except (VLLMClientError, ValueError) as exc:
             raise EngineRequestError(str(exc), getattr(exc, "parameter", None)) from exc
+        except EngineGenerateError as exc:
+            if isinstance(exc.__cause__, OverflowError | UnicodeEncodeError):
+                # a value its transport (msgpack) cannot carry: the request's, not the engine's
+                raise EngineRequestError("the request holds a value the engine cannot take "
+                                         "(an integer past 64 bits, or text that is not "
+                                         "valid Unicode)") from exc
+            raise  # a real engine failure: a 500 that names nothing internal
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
         llm = self._require()

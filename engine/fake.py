@@ -57,6 +57,7 @@ class FakeEngine:
     fail_after_tokens: int | None = None
     embedding_size: int = 0  # > 0: an embedding model whose vectors have this many values
     aborted: list[str] = field(default_factory=list)
+    adapters_used: list[str | None] = field(default_factory=list)  # each request's LoRA name
     _running: set[str] = field(default_factory=set)
     _prompt_total: int = 0
     _generation_total: int = 0
@@ -106,6 +107,7 @@ class FakeEngine:
         if not self.ready:
             raise EngineUnavailableError("fake engine is not ready")
         rid = request.request_id
+        self.adapters_used.append(None if request.lora is None else request.lora.name)
         self._running.add(rid)
         self._prompt_total += len(request.prompt_token_ids) * request.sampling.n
         text, reason = self._script(request)

@@ -108,12 +108,27 @@ CACHE_SALT_FORBIDDEN = frozenset("@/\\\0")
 
 
 @dataclass(frozen=True)
+class LoraTarget:
+    """A LoRA adapter a request runs on: its name, the engine's integer id for it (stable per
+    name) and its folder (peft's ``adapter_config.json`` and weights)."""
+
+    name: str
+    lora_id: int
+    path: str
+
+    def __post_init__(self) -> None:
+        if not self.name or self.lora_id < 1 or not self.path:
+            raise ValueError("a LoRA target needs a name, an id >= 1 and a path")
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     request_id: str
     prompt_token_ids: tuple[int, ...]
     sampling: SamplingSpec
     priority: int = 0
     cache_salt: str | None = None  # computed by the gateway (per tenant); the engine salts with it
+    lora: LoraTarget | None = None  # run on this adapter of the engine's model
 
     def __post_init__(self) -> None:
         if not self.request_id:

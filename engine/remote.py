@@ -191,7 +191,7 @@ class RemoteEngine:
                 if response.status_code != 200:
                     await response.aread()
                     raise status_error(response.status_code, response.text, self.base_url)
-                async for data in _until_deadline(_data_lines(response), running):
+                async for data in _payloads(response, running):
                     if (out := decoder.feed(data)) is not None:
                         yield out
         except httpx.HTTPError as exc:
@@ -200,26 +200,26 @@ class RemoteEngine:
         yield decoder.finish(aborted=running.aborted)
 
 
-async def _until_deadline(lines: AsyncIterator[str], running: _Open) -> AsyncIterator[str]:
-    """``lines`` until they end, or until the deadline of an abort the replica ignores."""
-    while True:
+async def _payloads(response: httpx.Response, running: _Open) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of the replica's event stream, up to ``[DONE]``, or until the
+    deadline of an abort the replica ignores. One generator over the raw bytes (no text
+    decoding, no line iterator of its own): this loop runs once per streamed token."""
+    raw, pending, ended = response.aiter_bytes(), b"", False
+    while not ended:
         try:
             if running.deadline is None:
-                line = await anext(lines)
+                chunk = await anext(raw)
             else:
                 remaining = running.deadline - asyncio.get_running_loop().time()
-                line = await asyncio.wait_for(anext(lines), max(0.0, remaining))
-        except (StopAsyncIteration, TimeoutError):
+                chunk = await asyncio.wait_for(anext(raw), max(0.0, remaining))
+        except TimeoutError:
             return
-        yield line
-
-
-async def _data_lines(response: httpx.Response) -> AsyncIterator[str]:
-    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]``."""
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        yield data
+        except StopAsyncIteration:
+            ended, chunk = True, b"\n"  # an unterminated last line still counts
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return
+                yield data

@@ -8,6 +8,7 @@ from engine.protocol import (
     ChoiceDelta,
     EngineOutput,
     FinishReason,
+    LoraTarget,
     SamplingSpec,
     SpeculationCounts,
     StructuredOutput,
@@ -63,6 +64,15 @@ def sampling_json(spec: SamplingSpec) -> dict[str, Any]:
                               else list(spec.allowed_token_ids)),
     }
     return {key: value for key, value in fields.items() if value is not None}
+
+
+def to_lora_request(target: LoraTarget | None) -> Any:
+    """vLLM's ``LoRARequest`` for an adapter (None: the base model)."""
+    if target is None:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(target.name, target.lora_id, target.path)
 
 
 def to_sampling_params(spec: SamplingSpec) -> Any:

@@ -42,6 +42,9 @@ ABORT_PATH = "/inference/v1/abort_requests"
 EMBED_PATH = "/v1/embeddings"
 # vLLM 0.32 names a /inference/v1/generate request "generate-tokens-<request_id>" inside.
 ENGINE_ID_PREFIX = "generate-tokens-"
+# What a replica answers about the request itself (vLLM's validation, the body's size): the
+# client's 400, never a 5xx.
+_REQUEST_ERRORS = frozenset({400, 413, 422})
 
 
 def generate_body(request: GenerationRequest, *, priority: bool) -> dict[str, Any]:
@@ -100,7 +103,7 @@ def status_error(status: int, text: str, replica: str) -> Exception:
         message, param, _ = _error_fields(json.loads(text))
     except ValueError:
         message, param = text[:200], None
-    if status in (400, 422):
+    if status in _REQUEST_ERRORS:
         return EngineRequestError(message, param)
     if status == 401:
         return EngineUnavailableError(
@@ -110,7 +113,7 @@ def status_error(status: int, text: str, replica: str) -> Exception:
 
 def _in_band_error(body: dict[str, Any], replica: str) -> Exception:
     message, param, code = _error_fields(body)
-    if code == 400:
+    if code in _REQUEST_ERRORS:
         return EngineRequestError(message, param)
     return EngineUnavailableError(f"replica {replica} failed mid-stream: {message}")
 
@@ -170,7 +173,7 @@ class StreamDecoder:
         self._held: list[ChoiceDelta] = []
         self._usage: _Usage | None = None
 
-    def feed(self, data: str) -> EngineOutput | None:
+    def feed(self, data: str | bytes) -> EngineOutput | None:
         """One ``data:`` payload (``[DONE]`` excluded): an output to pass on, or None."""
         chunk: dict[str, Any] = json.loads(data)
         if "error" in chunk:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.errors import install_error_handlers
 from gateway.http import (
+    adapter_routes,
     admin_routes,
     batches_routes,
     dashboard_routes,
@@ -21,14 +24,24 @@ from gateway.http import (
     openai_routes,
     responses_routes,
     spend_routes,
+    storage_routes,
     tenant_routes,
 )
+from gateway.http.json_body import JsonBoundsMiddleware
 from gateway.http.middleware import (
     BodySizeLimitMiddleware,
     InFlightLimitMiddleware,
     RequestIdMiddleware,
 )
 from gateway.http.state import GatewayState
+from gateway.serving.engine_startup import EngineStartup
+
+
+def _stop_process(model: str, exc: BaseException) -> None:
+    """A model that failed to load behind the first ends the process, as a failed start
+    does: a pod restarts, a person reads the log (``EngineStartup`` logged why)."""
+    del model, exc
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @asynccontextmanager
@@ -36,7 +49,7 @@ async def _batch_worker(state: GatewayState) -> AsyncIterator[None]:
     if state.batches is None or state.metering is None:
         yield
         return
-    async with state.batches.running(state.pipeline, state.metering.ledger.any_billed,
+    async with state.batches.running(state.pipeline, state.metering.ledger.any_answered,
                                      state.settings.limits.drain_timeout_s):
         yield
 
@@ -49,15 +62,20 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
         state.draining = False
         if state.metering is not None:
             await state.metering.start()  # migrate, close rows a crash left open
+        await adapter_routes.load_adapters(state)  # registered LoRA adapters
+        await state.planning.start()  # worker processes start in the background
+        engines = EngineStartup(state.models, state.settings.default_model, _stop_process)
         if manage_engines:
-            await state.models.start()
+            await engines.start()  # the default model's; the others load behind it
         try:
-            async with state.observability.running(), _batch_worker(state):
+            async with (state.observability.running(), _batch_worker(state),
+                        state.responses.purging()):
                 yield
         finally:
             state.draining = True
             if manage_engines:
-                await state.models.stop()
+                await engines.stop()
+            await state.planning.close()
             await state.upstreams.aclose()
             await state.cache.aclose()
             if state.metering is not None:
@@ -78,7 +96,9 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
     app.include_router(admin_routes.router)
     app.include_router(key_routes.router)
     app.include_router(tenant_routes.router)
+    app.include_router(adapter_routes.router)
     app.include_router(spend_routes.router)
+    app.include_router(storage_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(dashboard_routes.router)
     if state.settings.cors_origins:
@@ -89,7 +109,8 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
             allow_headers=["authorization", "content-type"],
             expose_headers=["x-request-id", "x-request-cost", "x-cache"],
         )
-    app.add_middleware(InFlightLimitMiddleware, limit=state.settings.limits.max_in_flight)
+    app.add_middleware(JsonBoundsMiddleware, max_depth=state.settings.limits.max_json_depth)
+    app.add_middleware(InFlightLimitMiddleware, gauge=state.in_flight)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=state.settings.limits.max_body_bytes,
                        per_path={"/v1/files": state.settings.batches.max_file_bytes})
     app.add_middleware(RequestIdMiddleware)

@@ -12,6 +12,7 @@ from engine.protocol import Engine
 from gateway.auth.bearer import AdminKeyAuthenticator
 from gateway.http.state import GatewayState
 from gateway.serving.accounting import Accounting, Unmetered
+from gateway.serving.reasoning import Reasoner
 from gateway.serving.registry import ModelRegistry, ServedModel
 from gateway.serving.rendering import HfPromptRenderer
 from gateway.settings import Settings
@@ -35,8 +36,15 @@ def embedded_models(settings: Settings) -> ModelRegistry:
         engine = _replica_router(settings, name) if model.is_remote else EmbeddedEngine(config)
         served.append(ServedModel(name, engine, renderer, created_at(config.model_path),
                                   model.tool_parser, config.task,
-                                  tuple(model.embedding_dimensions)))
+                                  tuple(model.embedding_dimensions),
+                                  seats=config.max_num_seqs,
+                                  reasoning=_reasoner(model.reasoning_parser, renderer),
+                                  reasoning_switch=model.reasoning_switch))
     return ModelRegistry(served)
+
+
+def _reasoner(name: str | None, renderer: HfPromptRenderer) -> Reasoner | None:
+    return None if name is None else Reasoner(name, renderer.tokenizer)
 
 
 def _replica_router(settings: Settings, name: str) -> Engine:
@@ -66,7 +74,8 @@ def _batches(settings: Settings, metering: Metering) -> Batches | None:
     if not settings.batches.enabled:
         return None
     return Batches(FileStore(metering.database), BatchStore(metering.database), metering.keys,
-                   settings.batches, settings.metering.instance_id)
+                   settings.batches, settings.metering.instance_id,
+                   settings.limits.max_body_bytes, settings.limits.max_json_depth)
 
 
 def build_state(
@@ -84,6 +93,7 @@ def build_state(
 
         registry = CollectorRegistry()
         metering = build_metering(settings, registry)
+        metering.accounting.adapters = models.adapters  # their prices and ledger name
         return GatewayState(settings=settings, models=models, accounting=metering.accounting,
                             authenticator=metering.authenticator, metering=metering,
                             registry=registry, upstreams=upstreams,

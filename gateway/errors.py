@@ -73,6 +73,15 @@ class ChatTemplateError(InvalidRequestError):
     default_code = "invalid_chat_template_input"
 
 
+class BodyRefusedError(StarletteHTTPException):
+    """A request body refused while it is read, before anything parses it: FastAPI passes
+    HTTP exceptions from body reading through, so the typed error travels inside one."""
+
+    def __init__(self, error: GatewayError) -> None:
+        super().__init__(error.status_code, error.message)
+        self.error = error
+
+
 class RequestTooLargeError(InvalidRequestError):
     status_code = 413
     default_code = "request_too_large"
@@ -160,7 +169,14 @@ class LimiterUnavailableError(ServiceUnavailableError):
 def error_envelope(
     message: str, error_type: str, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    return {"error": {"message": _encodable(message), "type": error_type,
+                      "param": None if param is None else _encodable(param), "code": code}}
+
+
+def _encodable(text: str) -> str:
+    """Client text echoed into an error (a field name, a schema path) may hold lone
+    surrogates, which no UTF-8 response can carry: they are written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def as_gateway_error(exc: BaseException) -> GatewayError:
@@ -173,7 +189,10 @@ def as_gateway_error(exc: BaseException) -> GatewayError:
         return ServiceUnavailableError("The model's engine is unavailable; retry later.",
                                        retry_after=5)
     if isinstance(exc, EngineRequestError):
-        return InvalidRequestError(str(exc))
+        return InvalidRequestError(str(exc), param=exc.param)
+    if isinstance(exc, RecursionError):  # a request nested past what the code can walk
+        log.warning("request too deeply nested: %r", exc)
+        return InvalidRequestError("The request is nested too deeply to be processed.")
     if is_database_outage(exc):  # any route: the ledger database down is not our bug
         log.warning("metering database unavailable: %r", exc)
         return MeteringUnavailableError("The metering database is unavailable; retry later.",
@@ -221,6 +240,10 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc, BodyRefusedError):
+        return _json(request, exc.error)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):  # json.loads
+        return _json(request, as_gateway_error(exc.__cause__))
     kinds: dict[int, type[GatewayError]] = {404: NotFoundError, 413: RequestTooLargeError}
     error = kinds.get(exc.status_code, InvalidRequestError)(str(exc.detail))
     error.status_code = exc.status_code

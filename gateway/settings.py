@@ -9,14 +9,23 @@ extends it with the gateway's own keys (and the Helm chart's schema is generated
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -81,6 +90,12 @@ class ModelSettings(EngineOptions):
     # vLLM's tool parser for `tool_choice: auto` (hermes, llama3_json, mistral, ...); None:
     # `auto` with tools is refused (required and named choices work through structured outputs).
     tool_parser: str | None = None
+    # vLLM's reasoning parser (deepseek_r1, qwen3, olmo3, granite, ...): the reasoning span
+    # is answered as reasoning_content / reasoning items and its tokens counted; None: none.
+    reasoning_parser: str | None = None
+    # The chat template variable reasoning_effort turns on or off (e.g. enable_thinking:
+    # none/minimal set it false, low/medium/high true); None: reasoning_effort is a 400.
+    reasoning_switch: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # Other models or upstreams that answer, in order, when this one cannot (unavailable,
     # overloaded, or the prompt exceeds its context), before the first token.
     fallbacks: list[str] = Field(default_factory=list)
@@ -88,6 +103,10 @@ class ModelSettings(EngineOptions):
     embedding_dimensions: list[int] = Field(default_factory=list)
     # A Jinja chat template file (relative: under configs/) replacing the tokenizer's own.
     chat_template: Path | None = None
+    # LoRA adapters (/admin/adapters) on the embedded engine: how many it holds at once
+    # (vLLM's --max-loras; 0: LoRA off) and the highest rank it takes (--max-lora-rank).
+    max_loras: int = Field(0, ge=0, le=64)
+    max_lora_rank: int = Field(16, ge=1, le=512)
 
     @property
     def is_remote(self) -> bool:
@@ -116,6 +135,9 @@ class UpstreamSettings(_Strict):
     breaker_failures: int = Field(5, ge=1)  # failures in a row that open its circuit breaker
     breaker_cooldown_s: float = Field(30, gt=0)  # how long it is then not called
     fallbacks: list[str] = Field(default_factory=list)  # tried in order when it cannot answer
+    # Requests this gateway sends it at once (an upstream's concurrency or rate quota); more
+    # wait in the fair queue, shared between tenants by weight. None: not queued
+    seats: int | None = Field(None, ge=1)
 
 
 class AuthSettings(_Strict):
@@ -126,6 +148,11 @@ class AuthSettings(_Strict):
     cache_salt_key: SecretStr | None = None
     failed_auth_limit: int = Field(20, ge=1)  # failed attempts per client address ...
     failed_auth_window_s: float = Field(60, gt=0)  # ... per window, then 429s until it ends
+    # Verified virtual keys are remembered this long (0: off): no database round trip per
+    # request. Changes through the admin API apply at once here and, with Redis, on every
+    # gateway; without Redis (or made by the CLI without it) within this many seconds.
+    key_cache_ttl_s: float = Field(5, ge=0, le=60)
+    key_cache_size: int = Field(10_000, ge=1)  # keys remembered at most (least recent go)
 
 
 class LimitSettings(_Strict):
@@ -140,6 +167,12 @@ class LimitSettings(_Strict):
     max_tools: int = Field(128, ge=1)  # tool definitions in one request
     max_embedding_inputs: int = Field(2048, ge=1)  # inputs in one /v1/embeddings request
     max_schema_bytes: int = Field(65_536, ge=64)  # a structured-output schema or grammar
+    # JSON nesting (arrays and objects) of a request body, and of JSON sent inside a string
+    # (structured_outputs.json): checked on the bytes before anything parses them. At most
+    # 128: jsonschema's recursive checks ran out of Python's stack at 200 levels here
+    max_json_depth: int = Field(64, ge=8, le=128)
+    max_logit_bias: int = Field(1024, ge=1)  # logit_bias entries in one request
+    max_content_parts: int = Field(2048, ge=1)  # content parts over a request's messages
     # logprob entries one request may hold: n x max_tokens x (top_logprobs + 1)
     max_logprob_entries: int = Field(262_144, ge=1)
     request_timeout_s: float = Field(600, gt=0)
@@ -148,8 +181,68 @@ class LimitSettings(_Strict):
     # A streaming client that stops reading: a send blocked this long ends the stream (the
     # request is aborted and settled); no stream lasts longer than stream_deadline_s.
     send_timeout_s: float = Field(30, gt=0)
-    max_in_flight: int = Field(1024, ge=1)  # requests served at once; more get a 503
+    # Engine sequences served at once (a request holds one, then n x prompts once planned);
+    # more get a 503, one that alone starts more a 400 naming n or prompt
+    max_in_flight: int = Field(1024, ge=1)
     stream_deadline_s: float = Field(1800, gt=0)
+    # Fair share under saturation (docs/fair-share.md): past what a model's engine runs at
+    # once (max_num_seqs x replicas) requests wait in the gateway, priority bands first, then
+    # tenants by weight over tokens; one still waiting after queue_timeout_s is a 429
+    # queue_timeout with Retry-After (batch lines wait up to stream_deadline_s). None: the
+    # stall timeout, which bounded a request's wait in the engine's own queue before
+    fair_queue: bool = True
+    queue_timeout_s: float | None = Field(None, gt=0)
+    # The fraction of a model's seats (to the nearest whole; 0: none) held back for tenants
+    # below their weighted share while another tenant is active: a light tenant's request
+    # starts at once instead of waiting for a heavy tenant's stream to end; a lone tenant
+    # leaves them idle
+    queue_reserve: float = Field(0.03, ge=0, lt=1)
+
+    @property
+    def queue_deadline_s(self) -> float:
+        """How long a request may wait in a model's fair queue."""
+        return self.stall_timeout_s if self.queue_timeout_s is None else self.queue_timeout_s
+
+
+class PlanningSettings(_Strict):
+    """Where requests are planned (schemas checked, prompts rendered and tokenised): light
+    ones on the event loop, the rest in a bounded pool that tenants share fairly, after
+    authentication and a first rate-limit check (docs/reliability.md)."""
+
+    executor: Literal["process", "thread"] = "process"  # thread: no GIL-free isolation
+    workers: int = Field(2, ge=1, le=64)
+    per_tenant: int = Field(1, ge=1)  # pool slots one tenant holds at once
+    max_waiting_per_tenant: int = Field(64, ge=0)  # its requests waiting for them; more: 429
+    wait_timeout_s: float = Field(10, gt=0)  # a slot not free by then: 429 (own share) or 503
+    # One request's planning: CPU seconds in a worker process (wall seconds in a thread);
+    # longer is a 400 naming the field that cost it
+    timeout_s: float = Field(5, gt=0)
+    # No schema or tools and at most this many characters (64 per message): on the loop
+    inline_max_chars: int = Field(2048, ge=0)
+    niceness: int = Field(10, ge=0, le=19)  # worker processes yield the CPU to the engine
+
+    @model_validator(mode="after")
+    def _share(self) -> PlanningSettings:
+        if self.per_tenant > self.workers:
+            raise ValueError("planning.per_tenant cannot exceed planning.workers")
+        return self
+
+
+class ServerSettings(_Strict):
+    """Connections before they are requests (``llm-gateway serve``; docs/reliability.md)."""
+
+    # /health and /ready (not the API) also on this port; the chart's probes use it, so
+    # sockets flooding the API port cannot fail liveness. None: the API port only.
+    probe_port: int | None = Field(None, ge=1, le=65535)
+    header_timeout_s: float = Field(10, gt=0)  # request line and headers within this, or closed
+    body_timeout_s: float = Field(30, gt=0)  # longest silence between two body chunks
+    # Connections still sending their headers, all clients: at the cap the oldest of the
+    # address holding the most is closed
+    max_pending_connections: int = Field(512, ge=1)
+    # ... and per client address (the TCP peer): past it, that address's oldest pending
+    # connection is closed once it is slow (pending for a second). Nothing is refused for its
+    # address; 0: no per-address cap
+    max_pending_per_client: int = Field(32, ge=0)
 
 
 class PriceSettings(_Strict):
@@ -189,6 +282,10 @@ class MeteringSettings(_Strict):
     pool_size: int = Field(10, ge=1)
     pool_max_overflow: int = Field(20, ge=0)
     pool_timeout_s: float = Field(10.0, gt=0)
+    # Distinct end users (``user``) and tags one tenant's requests may name per UTC month;
+    # past it a request naming a new one is a 400 (each gateway counts from the ledger)
+    max_end_users_per_tenant: int = Field(10_000, ge=1)
+    max_tags_per_tenant: int = Field(1_000, ge=1)
 
 
 class ResponseCacheSettings(_Strict):
@@ -216,16 +313,43 @@ class BatchSettings(_Strict):
     # it every lease_s / 3; one not renewed for lease_s is reclaimed by any instance.
     lease_s: float = Field(60, gt=0)
     max_tenant_file_bytes: int = Field(10 * 2**30, ge=1024)  # all of a tenant's stored files
+    # A line whose attempt fails after reaching the engine (engine error, line_timeout_s,
+    # its gateway died or stalled holding it) runs again, at most max_attempts times in
+    # all; then it is an error-file line. Input lines are capped at limits.max_body_bytes.
+    max_attempts: int = Field(3, ge=1)
+    line_timeout_s: float = Field(1800, gt=0)  # one attempt of one line, at most
+
+
+class ResponsesSettings(_Strict):
+    """Stored responses of the Responses API (``store: true``), bounded per tenant."""
+
+    ttl_s: float = Field(30 * 86400, gt=0)  # then not found, and purged (as OpenAI: 30 days)
+    # A tenant's live stored bytes; past it a storing request is a 413 storage_quota_exceeded
+    # (store: false is still served). Checked before generating: soft by the requests in flight.
+    max_tenant_bytes: int = Field(2**30, ge=1024)
+    max_chain: int = Field(200, ge=1)  # responses in one previous_response_id conversation
+    purge_interval_s: float = Field(300, gt=0)  # each gateway deletes expired rows this often
 
 
 class ObservabilitySettings(_Strict):
     json_logs: bool = True
     # /metrics carries tenant names and spend: it needs the admin key (auth on) unless off
     metrics_require_admin: bool = True
+    # A read-only token for /metrics alone (Prometheus): refused on every other route
+    metrics_token: SecretStr | None = Field(None, min_length=16)
     sample_interval_s: float = Field(2.0, gt=0)  # dashboard history resolution
     history_points: int = Field(1800, ge=10)  # kept in memory: 1 h at 2 s
     window_s: float = Field(30.0, gt=0)  # rates and percentiles over this trailing window
     max_tenant_labels: int = Field(100, ge=1)  # further tenants share tenant="other"
+
+
+def _proxy_address(value: str) -> str:
+    """An address or network (CIDR) whose ``X-Forwarded-For`` is believed."""
+    ipaddress.ip_network(value.strip(), strict=False)  # a ValueError names the typo
+    return value.strip()
+
+
+ProxyAddress = Annotated[str, AfterValidator(_proxy_address)]
 
 
 def _default_cache() -> Path:
@@ -244,12 +368,18 @@ class Settings(BaseSettings):
     profile: str = "dev"
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    # Peers whose X-Forwarded-For names the client (uvicorn's forwarded_allow_ips): the
+    # address the failed-auth throttle counts. Addresses or CIDR networks, e.g. the ingress's.
+    forwarded_allow_ips: list[ProxyAddress] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"])
     model_cache: Path = Field(default_factory=_default_cache)
     default_model: str | None = None
     models: dict[str, ModelSettings] = Field(default_factory=dict)
     upstreams: dict[str, UpstreamSettings] = Field(default_factory=dict)
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
+    planning: PlanningSettings = PlanningSettings()
+    server: ServerSettings = ServerSettings()
     cors_origins: list[str] = Field(default_factory=list)
     api_docs: bool = False  # /docs and /openapi.json (the dev and test profiles turn them on)
     observability: ObservabilitySettings = ObservabilitySettings()
@@ -259,6 +389,7 @@ class Settings(BaseSettings):
     prices: PricingSettings = PricingSettings()
     response_cache: ResponseCacheSettings = ResponseCacheSettings()
     batches: BatchSettings = BatchSettings()
+    responses: ResponsesSettings = ResponsesSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -284,6 +415,19 @@ class Settings(BaseSettings):
             if model.quantized is not None and model.quantized.base not in self.models:
                 raise ValueError(f"{name}: quantized.base {model.quantized.base!r} is not a model")
         self._check_fallbacks()
+        return self
+
+    @model_validator(mode="after")
+    def _orphans_outlive_streams(self) -> Settings:
+        """Startup recovery closes other instances' rows open longer than orphan_after_s at
+        no cost; a stream (engine or relay) runs up to stream_deadline_s, so it must not be
+        taken for an orphan (nor its parallel slot's lease lapse) while it runs."""
+        orphan, deadline = self.metering.orphan_after_s, self.limits.stream_deadline_s
+        if orphan <= deadline:
+            raise ValueError(
+                f"metering.orphan_after_s ({orphan:g} s) must be longer than "
+                f"limits.stream_deadline_s ({deadline:g} s): recovery would close streams "
+                "still running and bill them nothing")
         return self
 
     def _check_fallbacks(self) -> None:
@@ -334,6 +478,10 @@ class Settings(BaseSettings):
     def engine_config(self, name: str) -> EngineConfig:
         model = self.models[name]
         config = EngineConfig.serving(model, name, self.model_path(name), self.compile_cache())
+        if model.max_loras:
+            config = dataclasses.replace(config, extra_args=(
+                "--enable-lora", "--max-loras", str(model.max_loras),
+                "--max-lora-rank", str(model.max_lora_rank)))
         draft = model.speculation.draft_path
         if draft is None or draft.is_absolute():
             return config

@@ -53,6 +53,5 @@ fi
 # Shipped speculative-decoding drafts, re-tied to their prepared targets (idempotent).
 "$VENV/bin/llm-gateway" draft install
 
-# llmcompressor's own environment for `llm-gateway quantize` (.venv-quant; idempotent).
-# The quantized variants themselves are built on demand: `llm-gateway quantize --all`.
-./scripts/quant-env.sh
+# llmcompressor's own environment (.venv-quant) is not built here: serving never needs it.
+# `llm-gateway quantize` builds it on first use (scripts/quant-env.sh), then the variants.

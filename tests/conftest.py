@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from gateway.bootstrap import build_state
 from gateway.http.state import GatewayState
 from gateway.serving.registry import ModelRegistry, ServedModel
 from gateway.settings import Settings, load_settings
+from tests.engine_loads import EngineLoads
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -34,12 +35,35 @@ MODEL = "smollm2-135m-instruct"
 STARTUP_TIMEOUT_S = 540  # below pytest's 600 s per test, which counts fixture setup
 # A gateway of a test's own that needs only the chat engine: no embedding engine to start.
 CHAT_ONLY = {"LLMGW_MODELS__all-minilm-l6-v2__ENABLED": "false"}
+ENGINE_LOADS = pytest.StashKey["EngineLoads"]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controlling process only
+        loads = EngineLoads()
+        loads.start()
+        config.stash[ENGINE_LOADS] = loads
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    loads = config.stash.get(ENGINE_LOADS, None)
+    if loads is not None:
+        terminalreporter.write_line(loads.stop())
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules that start engines of their own run first, one after the other, before the
-    shared session gateway starts: never more than two engines alive at once."""
-    items.sort(key=lambda item: 0 if item.get_closest_marker("own_engine") else 1)
+    """Tests that need no engine run first, so a failure shows in minutes; then the modules
+    that start engines of their own, one after the other, before the shared session gateway
+    starts (never more than two engines alive at once); then the tests on that gateway."""
+    items.sort(key=_run_order)
+
+
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("own_engine"):
+        return 1
+    uses_engine = item.get_closest_marker("engine") or "live_gateway" in getattr(
+        item, "fixturenames", ())
+    return 2 if uses_engine else 0
 
 
 def free_port() -> int:
@@ -56,6 +80,8 @@ class LiveGateway:
     process: subprocess.Popen[bytes]
     log_path: Path
     env: dict[str, str]
+    # each model's readiness as /ready answered while the gateway was starting, in order
+    startup: list[dict[str, bool]] = field(default_factory=list)
 
     @property
     def v1(self) -> str:
@@ -65,7 +91,10 @@ class LiveGateway:
         return {"authorization": f"Bearer {self.admin_key}"}
 
     def engine_stats(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.base_url}/admin/engines", headers=self.admin_headers())
+        # a loaded 2-core box starves the gateway's process behind busy engines: a slow
+        # answer is an answer (callers poll with their own deadlines)
+        response = httpx.get(f"{self.base_url}/admin/engines", headers=self.admin_headers(),
+                             timeout=30)
         response.raise_for_status()
         stats: dict[str, Any] = response.json()[self.model]
         return stats
@@ -119,6 +148,12 @@ def _start_once(log_path: Path, env_overrides: dict[str, str], profile: str) -> 
     return gateway
 
 
+def every_model_ready(ready: httpx.Response) -> bool:
+    """``/ready`` is 200 once any model serves (the others may still be loading): tests
+    start when every model has."""
+    return ready.status_code == 200 and all(ready.json().get("models", {}).values())
+
+
 def _wait_ready(gateway: LiveGateway) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -126,9 +161,13 @@ def _wait_ready(gateway: LiveGateway) -> None:
             code = gateway.process.returncode
             raise RuntimeError(f"gateway exited with {code}:\n{gateway.log_tail()}")
         try:
-            if httpx.get(f"{gateway.base_url}/ready", timeout=5).status_code == 200:
+            ready = httpx.get(f"{gateway.base_url}/ready", timeout=5)
+            models = ready.json().get("models", {}) if ready.status_code in (200, 503) else {}
+            if models and (not gateway.startup or gateway.startup[-1] != models):
+                gateway.startup.append(models)
+            if every_model_ready(ready):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(1)
     raise RuntimeError(f"gateway not ready after {STARTUP_TIMEOUT_S} s:\n{gateway.log_tail()}")
@@ -168,7 +207,10 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatew
 
 def make_settings(**overrides: Any) -> Settings:
     base = load_settings(profile="test")
-    return base.model_copy(update=overrides)
+    # In-process apps plan in threads: no worker processes to start (and leave behind) per
+    # test; tests/gateway/serving/offload and the live gateway cover the process pool.
+    planning = base.planning.model_copy(update={"executor": "thread"})
+    return base.model_copy(update={"planning": planning, **overrides})
 
 
 @pytest.fixture

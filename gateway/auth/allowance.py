@@ -118,3 +118,30 @@ def allowance_columns(allowance: Allowance) -> dict[str, Any]:
         "max_parallel_requests": allowance.max_parallel,
         "models_json": None if models is None else json.dumps(sorted(models)),
     }
+
+
+class EndUserRow(Protocol):
+    """A tenant's limits on each of its end users (the requests' ``user``)."""
+
+    end_user_budget_pico: int | None
+    end_user_budget_period: str
+    end_user_rpm: int | None
+
+
+def end_user_quota_of(row: EndUserRow) -> Quota:
+    pico = row.end_user_budget_pico
+    budget = None if pico is None else Decimal(usd_text(from_pico(pico)))
+    return Quota(rpm=row.end_user_rpm, budget_usd=budget,
+                 budget_period="day" if row.end_user_budget_period == "day" else "month")
+
+
+def end_user_columns(quota: Quota) -> dict[str, Any]:
+    budget = quota.budget_usd
+    return {"end_user_budget_pico": None if budget is None else to_pico(budget),
+            "end_user_budget_period": quota.budget_period, "end_user_rpm": quota.rpm}
+
+
+def end_user_json(quota: Quota) -> dict[str, Any]:
+    budget = quota.budget_usd
+    return {"end_user_budget_usd": None if budget is None else usd_text(budget),
+            "end_user_budget_period": quota.budget_period, "end_user_rpm": quota.rpm}

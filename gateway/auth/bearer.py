@@ -20,6 +20,11 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of a presented secret with the configured one."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 class Authenticator(Protocol):
     async def authenticate(self, authorization: str | None) -> Principal: ...
 

@@ -20,7 +20,8 @@ from gateway.auth.allowance import (
     allowance_of,
     check_metadata,
 )
-from gateway.limits.quota import Claim, Quota, Subject
+from gateway.auth.fair_share import UNSET, Share, share_columns, share_of
+from gateway.limits.quota import UNLIMITED, Claim, Quota, Subject
 from gateway.metering.tables import ApiKeyRow
 from gateway.serving.accounting import Principal
 
@@ -39,6 +40,7 @@ class KeyPrincipal(Principal):
     allowance: Allowance = OPEN
     tenant_allowance: Allowance = OPEN
     response_cache: bool | None = None  # the key's response-cache policy (None: default)
+    end_user_quota: Quota = UNLIMITED  # the tenant's limits on each of its end users
 
     @property
     def quota(self) -> Quota:
@@ -47,12 +49,18 @@ class KeyPrincipal(Principal):
     def may_use(self, model: str) -> bool:
         return self.allowance.may_use(model) and self.tenant_allowance.may_use(model)
 
-    def claims(self) -> tuple[Claim, ...]:
-        """What a request is held against: the key's limits and its tenant's (if any)."""
+    def claims(self, end_user: str | None = None) -> tuple[Claim, ...]:
+        """What a request is held against: the key's limits, its tenant's and the tenant's
+        limits on the request's end user (if any), in one atomic check."""
         assert self.key_id is not None, "a key principal has a key id"
         found = (self.allowance.claim(Subject("key", self.key_id)),
                  self.tenant_allowance.claim(Subject("tenant", self.tenant)))
-        return tuple(claim for claim in found if claim is not None)
+        claims = tuple(claim for claim in found if claim is not None)
+        if end_user is None or self.end_user_quota.unlimited:
+            return claims
+        user = Subject("user", end_user, owner=self.tenant)
+        return (*claims, Claim(user, self.end_user_quota,
+                               revision=self.tenant_allowance.revision))
 
 
 def may_use(principal: Principal, model: str) -> bool:
@@ -67,6 +75,7 @@ class KeyTerms:
     expires_at: datetime | None = None  # naive UTC; None: never
     metadata: Metadata = field(default_factory=dict)
     response_cache: bool | None = None
+    share: Share = UNSET  # its weight and priority (None each: its tenant's)
 
     def __post_init__(self) -> None:
         if self.name is not None and len(self.name) > MAX_NAME:
@@ -104,11 +113,13 @@ class KeyRecord:
     def live(self, now: datetime) -> bool:
         return self.revoked_at is None and not self.expired(now)
 
-    def principal(self, tenant_allowance: Allowance = OPEN) -> KeyPrincipal:
+    def principal(self, tenant_allowance: Allowance = OPEN,
+                  end_user_quota: Quota = UNLIMITED) -> KeyPrincipal:
         return KeyPrincipal(key_id=self.key_id, tenant=self.tenant,
                             allowance=self.terms.allowance,
                             tenant_allowance=tenant_allowance,
-                            response_cache=self.terms.response_cache)
+                            response_cache=self.terms.response_cache,
+                            end_user_quota=end_user_quota)
 
     def as_json(self) -> dict[str, object]:
         terms = self.terms
@@ -118,6 +129,7 @@ class KeyRecord:
             "expires_at": stamp(terms.expires_at),
             **terms.allowance.as_json(),
             "metadata": dict(terms.metadata), "response_cache": terms.response_cache,
+            **terms.share.as_json(),
             "rotated_at": stamp(self.rotated_at),
             "previous_key_valid_until": stamp(self.previous_valid_until),
         }
@@ -125,7 +137,8 @@ class KeyRecord:
 
 def terms_of(row: ApiKeyRow) -> KeyTerms:
     metadata = {} if row.metadata_json is None else json.loads(row.metadata_json)
-    return KeyTerms(allowance_of(row), row.name, row.expires_at, metadata, row.response_cache)
+    return KeyTerms(allowance_of(row), row.name, row.expires_at, metadata, row.response_cache,
+                    share_of(row))
 
 
 def record_of(row: ApiKeyRow) -> KeyRecord:
@@ -139,4 +152,5 @@ def terms_columns(terms: KeyTerms) -> dict[str, Any]:
         **allowance_columns(terms.allowance), "name": terms.name,
         "expires_at": terms.expires_at, "response_cache": terms.response_cache,
         "metadata_json": json.dumps(dict(terms.metadata)) if terms.metadata else None,
+        **share_columns(terms.share),
     }

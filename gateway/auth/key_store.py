@@ -2,31 +2,41 @@
 
 Only a SHA-256 of a key's secret is stored. Rotating keeps the key's id (its ledger rows,
 budget and limits stay its own) and issues a new secret; the replaced one stays valid for
-the grace period the rotation names. Keys are read per request, so edits apply at once.
+the grace period the rotation names. Every edit, rotation and revocation calls
+``on_change`` once committed (the gateway's: clear the cache of verified keys, here and on
+every gateway through Redis; see ``gateway.auth.key_cache``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from gateway.auth import api_keys
-from gateway.auth.allowance import OPEN, allowance_of, check_tenant_name
+from gateway.auth.allowance import OPEN, allowance_of, check_tenant_name, end_user_quota_of
+from gateway.auth.fair_share import share_of, with_share
 from gateway.auth.key_records import KeyPrincipal as KeyPrincipal
 from gateway.auth.key_records import KeyRecord, KeyTerms, record_of, terms_columns, terms_of
 from gateway.metering.ledger import utcnow
 from gateway.metering.tables import ApiKeyRow, TenantRow
 
 MAX_GRACE_S = 30 * 86400
+OnChange = Callable[[], Awaitable[None]]
+
+
+async def unchanged() -> None:
+    """No cache to tell (the CLI without Redis, tests)."""
 
 
 class KeyStore:
-    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], datetime] = utcnow,
+                 on_change: OnChange = unchanged) -> None:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
+        self._on_change = on_change
 
     async def create(self, tenant: str, terms: KeyTerms = KeyTerms()) -> tuple[KeyRecord, str]:
         """A new key for ``tenant``; returns its record and the token (shown once)."""
@@ -67,6 +77,7 @@ class KeyStore:
             for column, value in terms_columns(change(terms_of(row))).items():
                 setattr(row, column, value)
             row.revision += 1
+        await self._on_change()
         return record_of(row)
 
     async def rotate(self, key_id: str, grace_s: float) -> tuple[KeyRecord, str] | None:
@@ -83,6 +94,7 @@ class KeyStore:
             row.previous_secret_hash = row.secret_hash if grace_s > 0 else None
             row.previous_valid_until = now + timedelta(seconds=grace_s) if grace_s > 0 else None
             row.secret_hash, row.rotated_at = issued.secret_hash, now
+        await self._on_change()
         return record_of(row), issued.token
 
     async def revoke(self, key_id: str) -> bool:
@@ -91,6 +103,7 @@ class KeyStore:
                      .values(revoked_at=self._clock()))
         async with self._sessions.begin() as session:
             result = await session.execute(statement)
+        await self._on_change()
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def verify(self, token: str) -> KeyRecord | None:
@@ -116,7 +129,14 @@ class KeyStore:
         return record_of(row)
 
     async def principal(self, record: KeyRecord) -> KeyPrincipal:
-        """The caller holding ``record``'s key, with its tenant's allowance (if any)."""
+        """The caller holding ``record``'s key, with its tenant's allowance (if any) and its
+        fair share: the key's weight and priority, else its tenant's."""
         async with self._sessions() as session:
             tenant = await session.get(TenantRow, record.tenant)
-        return record.principal(OPEN if tenant is None else allowance_of(tenant))
+        return with_share(self._principal(record, tenant), record.terms.share, share_of(tenant))
+
+    @staticmethod
+    def _principal(record: KeyRecord, tenant: TenantRow | None) -> KeyPrincipal:
+        if tenant is None:
+            return record.principal(OPEN)
+        return record.principal(allowance_of(tenant), end_user_quota_of(tenant))

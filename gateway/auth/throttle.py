@@ -1,6 +1,11 @@
 """Failed authentication, throttled per client address: after ``limit`` failures within
-``window_s`` an address gets 429s until the window has passed, so keys cannot be guessed
-at line rate. Kept in this process (each replica throttles what reaches it)."""
+``window_s``, an address's further *failures* get 429s instead of 401s until the oldest
+failure leaves the window, so keys cannot be guessed at line rate. Only failures are
+throttled: a token is always checked first, and one that verifies is never refused here, so
+clients sharing an address (behind a proxy the gateway does not trust, a NAT) cannot lock
+each other out. The address is the client's after trusted proxies' ``X-Forwarded-For`` is
+resolved (uvicorn's ``forwarded_allow_ips``, the ``forwarded_allow_ips`` setting). Kept in
+this process (each replica throttles what reaches it)."""
 
 from __future__ import annotations
 
@@ -30,16 +35,14 @@ class FailedAuthThrottle:
             times.popleft()
         return times
 
-    def check(self, address: str) -> None:
-        """Refuse an address that failed too often lately, before its key is even read."""
+    def failed(self, address: str) -> None:
+        """Count a failed authentication from ``address``; one past its budget is refused
+        with a 429 (and not counted: an address holds at most ``limit`` entries)."""
         times = self._recent(address)
         if len(times) >= self._limit:
             retry = max(1.0, times[0] + self._window - self._clock())
             raise RateLimitError("Too many failed authentication attempts; retry later.",
                                  code="too_many_failed_auth", retry_after=retry)
-
-    def failed(self, address: str) -> None:
-        times = self._recent(address)
         times.append(self._clock())
         self._failures[address] = times
         self._failures.move_to_end(address)

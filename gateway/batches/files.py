@@ -12,7 +12,7 @@ an upload past it is a 413 ``file_quota_exceeded``); a file may expire
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -124,29 +124,36 @@ class FileStore:
 
     async def upload(self, tenant: str, filename: str, purpose: str,
                      pieces: AsyncIterable[bytes], *, limit: int | None = None,
-                     declared: int | None = None, expires_after_s: int | None = None,
+                     declared: int | None = None,
+                     expires_after_s: int | Callable[[], int | None] | None = None,
                      quota: int | None = None) -> FileInfo:
         """Store an upload, its size checked against ``limit`` and the tenant's ``quota``
-        before anything is read (when ``declared``) and again as it is written."""
+        before anything is read (when ``declared``) and again as it is written. A callable
+        ``expires_after_s`` is asked once the pieces are read (a form field after the file)."""
         if purpose not in PURPOSES:
             raise ValueError(f"purpose must be one of {PURPOSES}")
         if declared is not None:
-            async with self._sessions() as session:
-                await _check_quota(session, tenant, declared, quota)
-        now = utcnow()
-        expires = None if expires_after_s is None else now + timedelta(seconds=expires_after_s)
+            await self.check_quota(tenant, declared, quota)
         row = FileRow(id=new_file_id(), tenant=tenant, filename=filename[:256],
-                      purpose=purpose, size=0, created_at=now, expires_at=expires)
+                      purpose=purpose, size=0, created_at=utcnow(), expires_at=None)
         async with self._sessions.begin() as session:
             writer = ChunkWriter(session, row.id, limit)
             async for piece in pieces:
                 await writer.write(piece)
             row.size = await writer.close()
+            seconds = expires_after_s() if callable(expires_after_s) else expires_after_s
+            if seconds is not None:
+                row.expires_at = row.created_at + timedelta(seconds=seconds)
             if quota is not None:
                 await _lock_quota(session, tenant)
                 await _check_quota(session, tenant, row.size, quota)
             session.add(row)
         return _info(row)
+
+    async def check_quota(self, tenant: str, adding: int, quota: int | None) -> None:
+        """A 413 ``file_quota_exceeded`` when ``adding`` bytes would pass ``quota``."""
+        async with self._sessions() as session:
+            await _check_quota(session, tenant, adding, quota)
 
     async def usage(self, tenant: str) -> int:
         """Bytes of the tenant's stored files (uploads and batch outputs, not expired)."""

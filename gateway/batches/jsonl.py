@@ -1,12 +1,16 @@
 """A batch's input file: one request per line, validated before anything runs.
 
 Each line is ``{"custom_id", "method": "POST", "url": <the batch's endpoint>, "body"}``;
-custom ids are unique. Every mistake is reported with its line number, in OpenAI's
-``errors`` shape, and a batch with any mistake fails without running a line.
+custom ids are unique, and a line is no longer than a request body may be
+(``limits.max_body_bytes``: checked on the bytes, before the line is decoded, so a huge
+line is never parsed, here or on a worker). Every mistake is reported with its line
+number, in OpenAI's ``errors`` shape, and a batch with any mistake fails without running
+a line (as OpenAI's validation does).
 
 The file is read in pieces (``InputParser.feed``): the caller runs each piece's parse in
 a thread, off the event loop, and stores the valid lines as they come, so neither the
-file nor its lines are ever held whole in memory.
+file nor its lines are ever held whole in memory: the part of an over-long line past
+the limit is skipped, not kept.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.openai.json_bounds import breach
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 MAX_ERRORS = 100
@@ -49,8 +55,13 @@ def _check(item: Any, endpoint: str) -> tuple[InputLine | None, str | None]:
     return InputLine(custom_id, body), None
 
 
-def _decode(raw: bytes) -> tuple[Any, str | None]:
-    """(the line's JSON value, None) or (None, why)."""
+def _decode(raw: bytes, max_depth: int) -> tuple[Any, str | None]:
+    """(the line's JSON value, None) or (None, why). The request body inside the line is
+    held to the bounds of a request body sent over HTTP (``json_bounds``: nesting, NaN,
+    lone surrogates) before anything parses it: the line wraps it one level deeper."""
+    if (refused := breach(raw, max_depth + 1)) is not None:
+        where = f" (in {refused.param})" if refused.param else ""
+        return None, f"invalid_json_line: {refused.message}{where}"
     try:
         return json.loads(raw.decode("utf-8")), None
     except UnicodeDecodeError:
@@ -65,28 +76,42 @@ class InputParser:
     Once any line is wrong the batch will fail, so later valid lines are no longer
     returned (only checked, for the error list, which keeps the first ``MAX_ERRORS``)."""
 
-    def __init__(self, endpoint: str, max_lines: int) -> None:
-        if endpoint not in ENDPOINTS or max_lines < 1:
-            raise ValueError("an input parser needs a batch endpoint and max_lines >= 1")
-        self.endpoint, self.max_lines = endpoint, max_lines
+    def __init__(self, endpoint: str, max_lines: int, max_line_bytes: int,
+                 max_depth: int) -> None:
+        if endpoint not in ENDPOINTS or min(max_lines, max_line_bytes, max_depth) < 1:
+            raise ValueError("an input parser needs a batch endpoint, max_lines >= 1, "
+                             "max_line_bytes >= 1 and max_depth >= 1")
+        self.endpoint, self.max_lines, self.max_line_bytes = endpoint, max_lines, max_line_bytes
+        self.max_depth = max_depth  # a request body's nesting bound (limits.max_json_depth)
         self.errors: list[dict[str, Any]] = []
         self.count = 0  # valid lines so far
         self._number = 0
         self._rest = b""
         self._seen: set[str] = set()
         self._too_many = False
+        self._skipping = False  # inside an over-long line, already reported
 
     @property
     def failed(self) -> bool:
         return bool(self.errors)
 
     def feed(self, piece: bytes) -> list[InputLine]:
+        if self._skipping:  # the rest of an over-long line, up to its end
+            end = piece.find(b"\n")
+            if end < 0:
+                return []
+            piece, self._skipping = piece[end + 1:], False
         raws = (self._rest + piece).split(b"\n")  # a newline byte never sits inside UTF-8
         self._rest = raws.pop()
-        return self._lines(raws)
+        found = self._lines(raws)
+        if len(self._rest) > self.max_line_bytes:  # an unfinished line already too long
+            self._number += 1
+            self._fail(self._too_long(), self._number)
+            self._rest, self._skipping = b"", True
+        return [] if self.failed else found
 
     def finish(self) -> list[InputLine]:
-        tail, self._rest = self._rest, b""
+        tail, self._rest, self._skipping = self._rest, b"", False
         found = self._lines([tail]) if tail else []
         if not self.count and not self.errors:
             self._fail("empty_file: the input file has no requests", None)
@@ -101,10 +126,17 @@ class InputParser:
                 found.append(line)
         return [] if self.failed else found
 
+    def _too_long(self) -> str:
+        return (f"request_too_large: this line has more than {self.max_line_bytes} bytes, "
+                "the limit on a request body")
+
     def _one(self, raw: bytes) -> InputLine | None:
+        if len(raw) > self.max_line_bytes:
+            self._fail(self._too_long(), self._number)
+            return None
         if not raw.strip():
             return None
-        item, problem = _decode(raw)
+        item, problem = _decode(raw, self.max_depth)
         line = None
         if problem is None:
             line, problem = _check(item, self.endpoint)

@@ -7,8 +7,13 @@ instance renews its leases every ``lease_s / 3``; a lease not renewed for ``leas
 instance died, hung, lost the database, or came back under a new instance id) lapses, and
 any instance puts the line back to pending to run it again. Every write about a line is
 conditional on the attempt still being its owner's, so an instance that lost a lease can
-neither finish the line nor bill it (``still_held``, checked at settlement). A batch being
-finalized is leased the same way (``take_over`` when its finalizer's lease lapsed).
+neither finish the line nor bill its answer (``still_held``, checked at settlement). A batch
+being finalized is leased the same way (``take_over`` when its finalizer's lease lapsed).
+
+A lapsed lease is a failed attempt, like one that failed on the engine or ran out of time
+(``fail``): the line runs again until ``max_attempts`` attempts have failed, then it fails
+for good with an error-file line naming the last failure. So a line that kills or stalls
+every gateway that runs it (a poison pill) stops after ``max_attempts``, wherever it ran.
 
 The lease counts time on the instances' clocks: keep them within a small part of
 ``lease_s`` of each other (NTP does).
@@ -22,9 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import ColumnElement, Update, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from gateway.batches.results import error_line
 from gateway.batches.tables import DONE, FAILED, PENDING, RUNNING, BatchLineRow, BatchRow
 from gateway.metering.ledger import utcnow
 
@@ -36,10 +42,12 @@ class ClaimedLine:
     custom_id: str
     body: dict[str, Any]
     attempt: int
+    failures: int = 0  # attempts of this line that failed before this one
 
     def __post_init__(self) -> None:
-        if self.attempt < 1 or self.line < 0:
-            raise ValueError("a claimed line has a line number >= 0 and an attempt >= 1")
+        if self.attempt < 1 or self.line < 0 or not 0 <= self.failures < self.attempt:
+            raise ValueError("a claimed line has a line number >= 0, an attempt >= 1 and "
+                             "fewer earlier failures than attempts")
 
     @property
     def key(self) -> tuple[str, int]:
@@ -53,12 +61,28 @@ class ClaimedLine:
         return [f"{self.batch_id}-{self.line}-{k}" for k in range(1, self.attempt)]
 
 
+@dataclass(frozen=True)
+class Failure:
+    """Why an attempt failed, as the error-file line will say if it was the last."""
+
+    code: str
+    message: str
+
+    def __post_init__(self) -> None:
+        if not self.code or not self.message:
+            raise ValueError("a failure has a code and a message")
+
+
+WORKER_LOST = Failure("worker_lost", "the gateway running this request stopped (it died or "
+                                     "stalled) before finishing it")
+
+
 class Leases:
     def __init__(self, engine: AsyncEngine, owner: str, lease_s: float,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        if not owner or lease_s <= 0:
-            raise ValueError("a lease has an owner and lease_s > 0")
-        self.owner, self.lease_s = owner, lease_s
+                 clock: Callable[[], datetime] = utcnow, max_attempts: int = 3) -> None:
+        if not owner or lease_s <= 0 or max_attempts < 1:
+            raise ValueError("a lease has an owner, lease_s > 0 and max_attempts >= 1")
+        self.owner, self.lease_s, self.max_attempts = owner, lease_s, max_attempts
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._clock = clock
 
@@ -91,7 +115,8 @@ class Leases:
                             heartbeat_at=self._clock()))
             if await self._update(grab) == 1:
                 claimed.append(ClaimedLine(batch_id, row.line, row.custom_id,
-                                           json.loads(row.body_json), row.attempts + 1))
+                                           json.loads(row.body_json), row.attempts + 1,
+                                           row.failed_attempts))
         return claimed
 
     async def still_held(self, line: ClaimedLine) -> bool:
@@ -111,9 +136,27 @@ class Leases:
                 .values(status=status, result_json=json.dumps(result), heartbeat_at=None))
         return await self._update(done) == 1
 
+    async def fail(self, line: ClaimedLine, failure: Failure) -> bool:
+        """This attempt failed: the line goes back to pending, or fails for good once
+        ``max_attempts`` attempts failed. False if the attempt no longer holds the line."""
+        return await self._update(self._failed(self._held(line), line.custom_id,
+                                               line.failures, failure)) == 1
+
+    def _failed(self, where: ColumnElement[bool], custom_id: str, failures: int,
+                failure: Failure) -> Update:
+        count = failures + 1
+        values: dict[str, Any] = {"status": PENDING, "failed_attempts": count, "owner": None,
+                                  "heartbeat_at": None}
+        if count >= self.max_attempts:
+            message = f"{failure.message} (attempt {count} of {self.max_attempts}; not retried)"
+            values.update(status=FAILED,
+                          result_json=json.dumps(error_line(custom_id, failure.code, message)))
+        return (update(BatchLineRow).where(where, BatchLineRow.failed_attempts == failures)
+                .values(**values))
+
     async def release(self, line: ClaimedLine | None = None) -> int:
-        """Back to pending: this attempt (a limit to wait out), or every line this instance
-        runs (shutting down, or starting again after a crash under the same id)."""
+        """Back to pending, not a failure: this attempt (a limit to wait out), or every
+        line this instance runs (shutting down)."""
         mine = (self._held(line) if line is not None else
                 (BatchLineRow.status == RUNNING) & (BatchLineRow.owner == self.owner))
         back = update(BatchLineRow).where(mine).values(status=PENDING, owner=None,
@@ -121,11 +164,28 @@ class Leases:
         return await self._update(back)
 
     async def expire(self) -> int:
-        """Lines whose lease lapsed, whoever held them, back to pending."""
-        lapsed = (update(BatchLineRow)
-                  .where(BatchLineRow.status == RUNNING, self._lapsed(BatchLineRow.heartbeat_at))
-                  .values(status=PENDING, owner=None, heartbeat_at=None))
-        return await self._update(lapsed)
+        """Lines whose lease lapsed, whoever held them: a failed attempt each."""
+        return await self._fail_running(self._lapsed(BatchLineRow.heartbeat_at), WORKER_LOST)
+
+    async def abandoned(self) -> int:
+        """Lines this instance still holds as it starts (it stopped without giving them
+        back: a crash, under the same instance id): a failed attempt each."""
+        return await self._fail_running(BatchLineRow.owner == self.owner, WORKER_LOST)
+
+    async def _fail_running(self, which: ColumnElement[bool], failure: Failure) -> int:
+        running = select(BatchLineRow.batch_id, BatchLineRow.line, BatchLineRow.custom_id,
+                         BatchLineRow.attempts, BatchLineRow.failed_attempts).where(
+            BatchLineRow.status == RUNNING, which)
+        async with self._sessions() as session:
+            rows = (await session.execute(running)).all()
+        failed = 0
+        for row in rows:  # each conditional on its attempt: one writer wins
+            this = ((BatchLineRow.batch_id == row.batch_id) & (BatchLineRow.line == row.line)
+                    & (BatchLineRow.status == RUNNING) & (BatchLineRow.attempts == row.attempts)
+                    & which)
+            failed += await self._update(self._failed(this, row.custom_id,
+                                                      row.failed_attempts, failure))
+        return failed
 
     async def start_finalizing(self, row: BatchRow) -> bool:
         """Move an active batch to ``finalizing``, leased to this instance."""

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from gateway.auth.key_store import KeyStore
-from gateway.batches.executor import BilledBefore
+from gateway.batches.executor import AnsweredBefore
 from gateway.batches.files import FileStore
 from gateway.batches.jsonl import InputLine, InputParser
 from gateway.batches.leases import Leases
@@ -27,13 +27,17 @@ class Batches:
     keys: KeyStore
     settings: BatchSettings
     owner: str  # this instance (metering.instance_id): who claims lines
+    max_line_bytes: int  # an input line's limit: the request body's (limits.max_body_bytes)
+    max_json_depth: int  # a line's body nesting bound: the request body's (limits)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def create(self, spec: NewBatch) -> BatchView:
         """The batch of ``spec.input_file_id``'s lines: the file is read chunk by chunk,
         each chunk parsed in a thread (off the event loop), its lines stored as they come;
-        a file with any mistake gives a ``failed`` batch naming them."""
-        parser = InputParser(spec.endpoint, self.settings.max_requests)
+        a file with any mistake (a line longer than a request body may be, among them)
+        gives a ``failed`` batch naming them."""
+        parser = InputParser(spec.endpoint, self.settings.max_requests, self.max_line_bytes,
+                             self.max_json_depth)
 
         async def groups() -> AsyncIterator[list[InputLine]]:
             async for chunk in self.files.chunks(spec.input_file_id):
@@ -45,12 +49,14 @@ class Batches:
         return await self.store.create(spec, groups())
 
     @contextlib.asynccontextmanager
-    async def running(self, pipeline: Pipeline, billed: BilledBefore,
+    async def running(self, pipeline: Pipeline, billed: AnsweredBefore,
                       drain_timeout_s: float) -> AsyncIterator[None]:
         """Run the worker for as long as the app serves."""
         engine = self.store.engine
-        parts = WorkerParts(self.store, Leases(engine, self.owner, self.settings.lease_s),
-                            Finalizer(engine, self.owner), self.files, self.keys)
+        leases = Leases(engine, self.owner, self.settings.lease_s,
+                        max_attempts=self.settings.max_attempts)
+        parts = WorkerParts(self.store, leases, Finalizer(engine, self.owner), self.files,
+                            self.keys)
         worker = BatchWorker(pipeline, billed, parts, self.settings, drain_timeout_s)
         self._task = asyncio.create_task(worker.run(), name="batch-worker")
         try:

@@ -86,7 +86,8 @@ class NewBatch:
 
 def _line(batch_id: str, number: int, item: InputLine) -> dict[str, Any]:
     return {"batch_id": batch_id, "line": number, "custom_id": item.custom_id,
-            "body_json": json.dumps(item.body), "status": PENDING, "attempts": 0}
+            "body_json": json.dumps(item.body), "status": PENDING, "attempts": 0,
+            "failed_attempts": 0}
 
 
 def _visible(tenant: str | None) -> ColumnElement[bool]:

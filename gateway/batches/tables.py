@@ -4,7 +4,9 @@ A batch's request counts are never stored: each line owns its status and the cou
 read from the lines, so they cannot drift. A file's bytes are rows of ``file_chunks``
 (at most ``CHUNK_BYTES`` each), written and read one chunk at a time. A running line,
 and a batch being finalized, is leased: ``owner`` is the instance and ``heartbeat_at``
-when it last renewed the lease.
+when it last renewed the lease. ``attempts`` counts a line's claims (a wait for a rate
+limit or a shutdown gives the line back and costs a claim); ``failed_attempts`` counts
+only the attempts that failed, which ``batches.max_attempts`` bounds.
 """
 
 from __future__ import annotations
@@ -77,7 +79,8 @@ class BatchLineRow(Base):
     custom_id: Mapped[str] = mapped_column(String(512))
     body_json: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=PENDING, index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims: each a new request id
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)  # max: batches.max_attempts
     owner: Mapped[str | None] = mapped_column(String(128))  # the instance running it
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime())  # its lease, renewed
     result_json: Mapped[str | None] = mapped_column(Text)  # the output or error-file line

@@ -8,9 +8,15 @@ A batch whose lines are all finished is finalized (output and error files writte
 finish and is finalized with what it has.
 
 Every ``lease_s / 3`` it renews the leases of its lines (a line whose lease was lost is
-cancelled: it is someone else's now), puts lines whose lease lapsed back to pending,
-whoever held them, and deletes expired files. A failing step (the database away) is
-logged and the next poll tries again: the worker never dies of it.
+cancelled: it is someone else's now), counts a failed attempt for each line whose lease
+lapsed, whoever held them, and deletes expired files. A failing step (the database away)
+is logged and the next poll tries again: the worker never dies of it.
+
+An attempt has ``line_timeout_s``; one that runs out of it, fails on the engine, crashes,
+or whose gateway died or stalled holding it (a lapsed lease, or lines this instance still
+held when it started again) is a failed attempt: the line runs again until
+``max_attempts`` attempts failed, then it is an error-file line. A bad line costs its own
+attempts, never its batch's or another tenant's.
 """
 
 from __future__ import annotations
@@ -22,9 +28,16 @@ import time
 from collections.abc import Awaitable, Callable
 
 from gateway.auth.key_store import KeyStore
-from gateway.batches.executor import BilledBefore, MayBill, RetryLater, result_line, run_line
+from gateway.batches.executor import (
+    AnsweredBefore,
+    AttemptFailed,
+    MayBill,
+    RetryLater,
+    result_line,
+    run_line,
+)
 from gateway.batches.files import FileStore
-from gateway.batches.leases import ClaimedLine, Leases
+from gateway.batches.leases import ClaimedLine, Failure, Leases
 from gateway.batches.output import Finalizer
 from gateway.batches.store import BatchStore, is_expired
 from gateway.batches.tables import PENDING, RUNNING, BatchRow
@@ -37,6 +50,7 @@ from gateway.settings import BatchSettings
 
 log = logging.getLogger("llm_gateway.batches")
 FINISH_RETRY_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # a result the database would not take yet
+CRASHED = Failure("server_error", "The server had an error while processing your request.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +63,7 @@ class WorkerParts:
 
 
 class BatchWorker:
-    def __init__(self, pipeline: Pipeline, billed: BilledBefore, parts: WorkerParts,
+    def __init__(self, pipeline: Pipeline, billed: AnsweredBefore, parts: WorkerParts,
                  settings: BatchSettings, drain_timeout_s: float) -> None:
         self._pipeline, self._billed, self._parts = pipeline, billed, parts
         self._settings, self._drain_timeout_s = settings, drain_timeout_s
@@ -58,9 +72,10 @@ class BatchWorker:
         self._maintained = float("-inf")
 
     async def run(self) -> None:
-        released = await _safely(self._parts.leases.release)
-        if released:
-            log.warning("re-queued %d batch lines this instance left running", released)
+        abandoned = await _safely(self._parts.leases.abandoned)
+        if abandoned:
+            log.warning("%d batch lines this instance left running: a failed attempt each",
+                        abandoned)
         try:
             while True:
                 await _safely(self.step)
@@ -70,8 +85,10 @@ class BatchWorker:
 
     async def step(self) -> None:
         await self._maintain()
-        for row in await self._parts.store.active():
-            await self._visit(row)
+        rows = await self._parts.store.active()
+        running = sum(1 for row in rows if row.status == "in_progress")
+        for row in rows:
+            await self._visit(row, running)
 
     async def _maintain(self) -> None:
         if time.monotonic() - self._maintained < self._settings.lease_s / 3:
@@ -81,11 +98,11 @@ class BatchWorker:
             log.warning("lost the lease of batch %s line %d: stopping it", *line.key)
             self._inflight[line.key][1].cancel()
         if lapsed := await self._parts.leases.expire():
-            log.warning("re-queued %d batch lines whose lease lapsed", lapsed)
+            log.warning("%d batch lines whose lease lapsed: a failed attempt each", lapsed)
         if gone := await self._parts.files.delete_expired(utcnow()):
             log.info("deleted %d expired files", gone)
 
-    async def _visit(self, row: BatchRow) -> None:
+    async def _visit(self, row: BatchRow, running: int = 1) -> None:
         leases = self._parts.leases
         if row.status == "finalizing":  # finished by its finalizer, unless that one died
             if leases.finalizer_lapsed(row) and await leases.take_over(row):
@@ -93,7 +110,7 @@ class BatchWorker:
             return
         stopping = row.status == "cancelling" or is_expired(row, utcnow())
         if not stopping:
-            await self._claim(row)
+            await self._claim(row, running)
         if not any(key[0] == row.id for key in self._inflight):
             await self._maybe_finalize(row, stopping)
 
@@ -102,8 +119,13 @@ class BatchWorker:
         engines = sum(s.running + s.waiting for s in stats)
         return max(0, engines - len(self._inflight))
 
-    async def _claim(self, row: BatchRow) -> None:
-        room = self._settings.concurrency - len(self._inflight)
+    async def _claim(self, row: BatchRow, running: int = 1) -> None:
+        """Lines of ``row`` up to its equal part of the worker's slots among the ``running``
+        batches (so one batch cannot hold them all); the fair queue then orders the lines
+        of all batches by tenant, below every online request (docs/fair-share.md)."""
+        concurrency = self._settings.concurrency
+        held = sum(1 for key in self._inflight if key[0] == row.id)
+        room = min(concurrency - len(self._inflight), -(-concurrency // max(1, running)) - held)
         if room <= 0 or time.monotonic() < self._not_before.get(row.id, 0.0):
             return
         if self._online_load() > self._settings.yield_above:
@@ -145,28 +167,53 @@ class BatchWorker:
         return check
 
     async def _run(self, row: BatchRow, principal: Principal, line: ClaimedLine) -> None:
+        leases = self._parts.leases
         try:
-            if principal is _REVOKED:
-                raise AuthenticationError(
-                    "the key that created this batch was revoked or has expired")
-            status, result = await run_line(self._pipeline, self._may_bill(line), principal,
-                                            line, row.endpoint)
+            status, result = await self._attempt(row, principal, line)
         except RetryLater as later:
             self._not_before[row.id] = time.monotonic() + later.after_s
-            await _safely(lambda: self._parts.leases.release(line))
+            await _safely(lambda: leases.release(line))
             return
-        except AuthenticationError as exc:
-            status, result = "failed", result_line(line, 401, exc.envelope())
-        except Exception:
-            log.exception("batch %s line %d crashed", row.id, line.line)
-            await _safely(lambda: self._parts.leases.release(line))
+        except AttemptFailed as failed:
+            failure = failed.failure
+            log.warning("batch %s line %d: attempt %d failed (%s)", *line.key, line.attempt,
+                        failure.code)
+            await _safely(lambda: self._store(line, lambda: leases.fail(line, failure)))
             return
-        await _safely(lambda: self._finish(line, status, result))
+        await _safely(lambda: self._store(line, lambda: leases.finish(line, status, result)))
 
-    async def _finish(self, line: ClaimedLine, status: str, result: dict[str, object]) -> None:
+    async def _attempt(self, row: BatchRow, principal: Principal,
+                       line: ClaimedLine) -> tuple[str, dict[str, object]]:
+        """The line run once, within ``line_timeout_s``; running out of it or crashing is
+        a failed attempt."""
+        limit = self._settings.line_timeout_s
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                if principal is _REVOKED:
+                    raise AuthenticationError(
+                        "the key that created this batch was revoked or has expired")
+                return await run_line(self._pipeline, self._may_bill(line), principal, line,
+                                      row.endpoint)
+        except AuthenticationError as exc:
+            return "failed", result_line(line, 401, exc.envelope())
+        except (RetryLater, AttemptFailed):
+            raise
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise AttemptFailed(CRASHED) from exc
+            raise AttemptFailed(Failure("line_timeout", f"the request ran longer than the "
+                                        f"batch line time limit ({limit:g} s)")) from exc
+        except Exception as exc:
+            log.exception("batch %s line %d crashed", row.id, line.line)
+            raise AttemptFailed(CRASHED) from exc
+
+    async def _store(self, line: ClaimedLine, write: Callable[[], Awaitable[bool]]) -> None:
+        """Write the attempt's end (its result, or its failure), retrying while the
+        database is away; nothing is written if the attempt lost the line."""
         for delay in (*FINISH_RETRY_S, None):
             try:
-                if not await self._parts.leases.finish(line, status, result):
+                if not await write():
                     log.warning("batch %s line %d was taken over; result dropped", *line.key)
                 return
             except Exception as exc:

@@ -21,6 +21,7 @@ from engine.protocol import (
     EngineStats,
     GenerationRequest,
 )
+from engine.view import EngineView
 from gateway.caching.serialization import output_from_json, output_to_json
 
 
@@ -61,27 +62,13 @@ def _as_hit(output: EngineOutput, request_id: str) -> EngineOutput:
                                cached_prompt_tokens=output.prompt_tokens)
 
 
-class ReplayEngine:
+class ReplayEngine(EngineView):
     """An ``Engine`` that answers one request from a recording (abort stops the replay)."""
 
     def __init__(self, engine: Engine, recording: Recording) -> None:
-        self._engine = engine
+        super().__init__(engine)
         self._recording = recording
         self._aborted = False
-
-    @property
-    def model_name(self) -> str:
-        return self._engine.model_name
-
-    @property
-    def max_model_len(self) -> int:
-        return self._engine.max_model_len
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[EngineOutput]:
         for output in self._recording.outputs:

@@ -6,6 +6,8 @@ send (``null`` clears one: no budget, no limit, every model, no expiry).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -13,9 +15,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from gateway.auth.allowance import Allowance, models_of
+from gateway.auth.fair_share import MAX_WEIGHT, UNSET, Share
 from gateway.auth.key_records import KeyTerms
 from gateway.auth.tenant_store import TenantTerms
 from gateway.limits.quota import MAX_BUDGET_USD, MAX_COUNT, Quota
+from gateway.serving.accounting import MAX_PRIORITY, MIN_PRIORITY
 
 ModelName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MAX_GRACE_S = 30 * 86400
@@ -38,6 +42,16 @@ class AllowanceBody(BaseModel):
     max_parallel_requests: int | None = Field(None, ge=1, le=MAX_COUNT)
     models: list[ModelName] | None = Field(None, min_length=1, max_length=1024)
     metadata: dict[str, Any] | None = None
+    # Fair share of a saturated model (docs/fair-share.md); null: the tenant's (a key) or
+    # weight 1, priority 0 (a tenant)
+    weight: float | None = Field(None, gt=0, le=MAX_WEIGHT)
+    priority: int | None = Field(None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+
+    def share(self, base: Share = UNSET) -> Share:
+        """The weight and priority this body gives (a patch: those it sent, over ``base``)."""
+        sent = self.model_fields_set
+        return Share(self.weight if "weight" in sent else base.weight,
+                     self.priority if "priority" in sent else base.priority)
 
     def allowance(self, base: Allowance | None = None) -> Allowance:
         """The allowance this body gives; a patch starts from ``base``, changing only the
@@ -66,7 +80,7 @@ class KeyCreateBody(AllowanceBody):
 
     def terms(self) -> KeyTerms:
         return KeyTerms(self.allowance(), self.name, naive_utc(self.expires_at),
-                        self.metadata or {}, self.response_cache)
+                        self.metadata or {}, self.response_cache, self.share())
 
 
 class KeyPatchBody(AllowanceBody):
@@ -81,7 +95,18 @@ class KeyPatchBody(AllowanceBody):
             self.name if "name" in sent else terms.name,
             naive_utc(self.expires_at) if "expires_at" in sent else terms.expires_at,
             (self.metadata or {}) if "metadata" in sent else terms.metadata,
-            self.response_cache if "response_cache" in sent else terms.response_cache)
+            self.response_cache if "response_cache" in sent else terms.response_cache,
+            self.share(terms.share))
+
+
+def tenant_terms(body: TenantCreateBody) -> TenantTerms:
+    """A new tenant's terms, its fair share included."""
+    return dataclasses.replace(body.terms(), share=body.share())
+
+
+def tenant_patch(body: TenantPatchBody) -> Callable[[TenantTerms], TenantTerms]:
+    """What a patch does to a tenant's terms, its fair share included."""
+    return lambda terms: dataclasses.replace(body.apply(terms), share=body.share(terms.share))
 
 
 class RotateBody(BaseModel):
@@ -90,15 +115,35 @@ class RotateBody(BaseModel):
     grace_period_s: float = Field(0, ge=0, le=MAX_GRACE_S)  # the old secret's last seconds
 
 
-class TenantCreateBody(AllowanceBody):
+class EndUserBody(AllowanceBody):
+    """A tenant's limits on each of its end users (the requests' ``user``), each on its own."""
+
+    end_user_budget_usd: Decimal | None = Field(None, ge=0, le=MAX_BUDGET_USD,
+                                                decimal_places=12)
+    end_user_budget_period: Literal["day", "month"] = "month"
+    end_user_rpm: int | None = Field(None, ge=1, le=MAX_COUNT)
+
+    def end_user(self, base: Quota | None = None) -> Quota:
+        sent = self.model_fields_set if base is not None else set(type(self).model_fields)
+        base = base or Quota()
+        return Quota(
+            rpm=self.end_user_rpm if "end_user_rpm" in sent else base.rpm,
+            budget_usd=(self.end_user_budget_usd if "end_user_budget_usd" in sent
+                        else base.budget_usd),
+            budget_period=(self.end_user_budget_period if "end_user_budget_period" in sent
+                           else base.budget_period))
+
+
+class TenantCreateBody(EndUserBody):
     name: str = Field(min_length=1, max_length=128)
 
     def terms(self) -> TenantTerms:
-        return TenantTerms(self.allowance(), self.metadata or {})
+        return TenantTerms(self.allowance(), self.metadata or {}, self.end_user())
 
 
-class TenantPatchBody(AllowanceBody):
+class TenantPatchBody(EndUserBody):
     def apply(self, terms: TenantTerms) -> TenantTerms:
         sent = self.model_fields_set
         return TenantTerms(self.allowance(terms.allowance),
-                           (self.metadata or {}) if "metadata" in sent else terms.metadata)
+                           (self.metadata or {}) if "metadata" in sent else terms.metadata,
+                           self.end_user(terms.end_user))

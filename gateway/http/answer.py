@@ -9,6 +9,7 @@ from sse_starlette import EventSourceResponse
 from gateway.errors import error_envelope
 from gateway.serving.exchange import Exchange
 from gateway.settings import LimitSettings
+from gateway.streaming.response import StreamResponse
 
 PING_S = 15  # SSE comment pings keep idle streams open through proxies
 
@@ -18,8 +19,8 @@ async def answer(exchange: Exchange, request: Request,
     """A client that stops reading a stream is cut off after ``send_timeout_s`` (its request
     aborted and settled); a collected answer is bounded by ``request_timeout_s``."""
     if exchange.stream:
-        return EventSourceResponse(exchange.events(), sep="\n", ping=PING_S,
-                                   headers=exchange.headers, send_timeout=limits.send_timeout_s)
+        return StreamResponse(exchange.events(), sep="\n", ping=PING_S,
+                              headers=exchange.headers, send_timeout=limits.send_timeout_s)
     done = await exchange.complete(request.is_disconnected, limits.request_timeout_s)
     if done is None:  # nobody reads this: the client closed the request (nginx's 499)
         return JSONResponse(error_envelope("client closed the request",

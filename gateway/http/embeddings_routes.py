@@ -10,6 +10,7 @@ from gateway.http.answer import answer
 from gateway.http.state import GatewayState, gateway_state, principal_of
 from gateway.openai.embedding_bodies import EmbeddingsRequest
 from gateway.serving.accounting import Principal
+from gateway.serving.attribution import TAGS_HEADER
 from gateway.serving.pipeline import Call
 
 router = APIRouter(prefix="/v1")
@@ -22,5 +23,7 @@ async def embeddings(
     state: GatewayState = Depends(gateway_state),
     principal: Principal = Depends(principal_of),
 ) -> JSONResponse | EventSourceResponse:
-    exchange = await state.pipeline.serve(Call(body, principal, request.state.request_id))
+    call = Call(body, principal, request.state.request_id,
+                tags_header=request.headers.get(TAGS_HEADER))
+    exchange = await state.pipeline.serve(call)
     return await answer(exchange, request, state.settings.limits)

@@ -1,4 +1,5 @@
-"""ASGI middleware: a request id on every response, and a request body size limit."""
+"""ASGI middleware: a request id on every response, a request body size limit, and the
+cap on work in flight."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import uuid
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import RequestTooLargeError, ServiceUnavailableError
+from gateway.errors import RequestTooLargeError
+from gateway.limits.in_flight import InFlight, InFlightHold, over_capacity
 from gateway.observability.logging import REQUEST_ID
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -89,29 +92,36 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class InFlightLimitMiddleware:
-    """At most ``limit`` requests to ``prefix`` served at once (a stream counts until it
-    ends); more are refused at once with a 503 and ``Retry-After``, never queued."""
+def in_flight_of(request: Request) -> InFlightHold | None:
+    """The request's hold on the in-flight cap (the pipeline widens it to its sequences)."""
+    hold = request.scope.get("state", {}).get("in_flight")
+    return hold if isinstance(hold, InFlightHold) else None
 
-    def __init__(self, app: ASGIApp, limit: int, prefix: str = "/v1/") -> None:
-        self.app, self.limit, self.prefix = app, limit, prefix
-        self.in_flight = 0
+
+class InFlightLimitMiddleware:
+    """Requests to ``prefix`` hold slots of ``gauge`` (``limits.max_in_flight``) until they
+    end (a stream counts until its last event): one each from here, as many as their engine
+    sequences once planned (``InFlightHold.widen``). At the cap a request is refused at
+    once with a 503 and ``Retry-After``, never queued."""
+
+    def __init__(self, app: ASGIApp, gauge: InFlight, prefix: str = "/v1/") -> None:
+        self.app, self.gauge, self.prefix = app, gauge, prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            error = ServiceUnavailableError("The gateway is at capacity; retry shortly.",
-                                            code="over_capacity", retry_after=1)
+        hold = self.gauge.take()
+        if hold is None:
+            error = over_capacity()
             body = json.dumps(error.envelope()).encode()
             headers = [(b"content-type", b"application/json"),
                        *((k.encode(), v.encode()) for k, v in error.headers().items())]
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
-        self.in_flight += 1
+        scope.setdefault("state", {})["in_flight"] = hold
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            hold.release()

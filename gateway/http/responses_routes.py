@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from gateway.http.answer import answer
+from gateway.http.openai_routes import online_call
 from gateway.http.state import GatewayState, gateway_state, principal_of
 from gateway.openai.response_bodies import ResponsesRequest
 from gateway.serving.accounting import Principal
@@ -23,8 +24,8 @@ async def create_response(
     state: GatewayState = Depends(gateway_state),
     principal: Principal = Depends(principal_of),
 ) -> JSONResponse | EventSourceResponse:
-    exchange = await state.responses.create(body, principal, request.state.request_id,
-                                            request.headers.get("cache-control"))
+    exchange = await state.responses.create(
+        body, principal, lambda chat: online_call(chat, principal, request))
     return await answer(exchange, request, state.settings.limits)
 
 
@@ -43,6 +44,5 @@ async def delete_response(
     state: GatewayState = Depends(gateway_state),
     principal: Principal = Depends(principal_of),
 ) -> dict[str, Any]:
-    stored = await state.responses.find(response_id, principal)
-    await state.responses.store.delete(stored.id, principal.tenant)
-    return {"id": stored.id, "object": "response", "deleted": True}
+    await state.responses.delete(response_id, principal)
+    return {"id": response_id, "object": "response", "deleted": True}

@@ -36,12 +36,13 @@ def _instant(value: str | None, param: str) -> datetime | None:
 
 
 def _query(tenant: str | None, key: str | None, model: str | None, since: str | None,
-           until: str | None, group_by: str | None) -> SpendQuery:
+           until: str | None, group_by: str | None, user: str | None = None,
+           tag: str | None = None) -> SpendQuery:
     groups = tuple(g.strip() for g in (group_by or "").split(",") if g.strip())
     try:
         return SpendQuery(tenant=tenant, key_id=key, model=model,
                           since=_instant(since, "since"), until=_instant(until, "until"),
-                          group_by=groups)
+                          group_by=groups, user=user, tag=tag)
     except ValueError as exc:
         raise InvalidRequestError(str(exc), param="group_by") from exc
 
@@ -61,27 +62,32 @@ async def _answer(metering: Metering, query: SpendQuery, fmt: Format) -> Respons
 async def admin_spend(
     tenant: str | None = None, key: str | None = None, model: str | None = None,
     since: str | None = None, until: str | None = None, group_by: str | None = None,
+    user: str | None = None, tag: str | None = None,
     format: Format = Query("json"),
     metering: Metering = Depends(metering_of),
     _admin: Principal = Depends(require_admin),
 ) -> Response:
-    """Totals (requests, tokens, cost_usd) over any tenant, key, model and time range."""
-    return await _answer(metering, _query(tenant, key, model, since, until, group_by), format)
+    """Totals (requests, tokens, cost_usd) over any tenant, key, model, end user, tag and
+    time range; ``group_by`` any of tenant, key, model, status, day, user, tag, adapter."""
+    query = _query(tenant, key, model, since, until, group_by, user, tag)
+    return await _answer(metering, query, format)
 
 
 @router.get("/v1/spend", response_model=None)
 async def own_spend(
     tenant: str | None = None, key: str | None = None, model: str | None = None,
     since: str | None = None, until: str | None = None, group_by: str | None = None,
+    user: str | None = None, tag: str | None = None,
     format: Format = Query("json"),
     metering: Metering = Depends(metering_of),
     principal: Principal = Depends(principal_of),
 ) -> Response:
-    """The caller's own tenant's spend; asking for another tenant is refused."""
+    """The caller's own tenant's spend (its own end users and tags only); asking for
+    another tenant is refused."""
     if tenant is not None and tenant != principal.tenant:
         raise PermissionDeniedError("a key may only read its own tenant's spend",
                                     param="tenant")
-    query = _query(principal.tenant, key, model, since, until, group_by)
+    query = _query(principal.tenant, key, model, since, until, group_by, user, tag)
     return await _answer(metering, query, format)
 
 

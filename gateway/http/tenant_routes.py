@@ -10,7 +10,12 @@ from fastapi import APIRouter, Depends
 
 from gateway.auth.tenant_store import TenantRecord
 from gateway.errors import NotFoundError
-from gateway.http.admin_bodies import TenantCreateBody, TenantPatchBody
+from gateway.http.admin_bodies import (
+    TenantCreateBody,
+    TenantPatchBody,
+    tenant_patch,
+    tenant_terms,
+)
 from gateway.http.admin_routes import require_admin
 from gateway.http.key_routes import checked, metering_of, valid
 from gateway.metering.ledger import utcnow
@@ -35,7 +40,8 @@ async def create_tenant(
     _admin: Principal = Depends(require_admin),
 ) -> dict[str, Any]:
     """A tenant; ``admin`` and ``anonymous`` are reserved, a taken name is a 409."""
-    record = await checked(metering.tenants.create(body.name, valid(body.terms)))
+    record = await checked(metering.tenants.create(body.name,
+                                                   valid(lambda: tenant_terms(body))))
     return record.as_json()
 
 
@@ -69,7 +75,7 @@ async def update_tenant(
     _admin: Principal = Depends(require_admin),
 ) -> dict[str, Any]:
     """Change the fields sent (``null`` clears one); every key of the tenant sees it at once."""
-    record = await checked(metering.tenants.update(name, body.apply))
+    record = await checked(metering.tenants.update(name, tenant_patch(body)))
     if record is None:
         raise NotFoundError(f"no tenant {name!r}")
     return with_spend(record, await period_spend(metering.database, "tenant", utcnow()))

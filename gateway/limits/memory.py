@@ -16,7 +16,8 @@ def _period_key(claim: Claim, windows: Windows) -> tuple[str, str, int]:
 
 class InProcessLimiter:
     """RPM/TPM per fixed minute, budget per day or month (seeded from the ledger), and
-    requests in flight; a request is held against all of its claims or none."""
+    requests in flight (a request holds one parallel slot per sequence it starts); a
+    request is held against all of its claims or none."""
 
     def __init__(self, seed: SpendSeed, lease_s: float = DEFAULT_LEASE_S) -> None:
         self._seed = seed
@@ -25,8 +26,18 @@ class InProcessLimiter:
         self._requests: dict[tuple[str, int], int] = {}
         self._tokens: dict[tuple[str, int], int] = {}
         self._spent: dict[tuple[str, str, int], int] = {}
-        self._running: dict[str, dict[str, float]] = {}  # subject -> request id -> lease end
+        # subject -> request id -> (lease end, parallel slots held)
+        self._running: dict[str, dict[str, tuple[float, int]]] = {}
         self._pruned_minute = 0
+
+    async def admit(self, demand: Demand, now: float) -> None:
+        """``reserve``'s checks without taking anything; a budget not seeded yet from the
+        ledger counts as unspent (``reserve`` seeds it and decides)."""
+        windows = windows_of(demand, now)
+        async with self._lock:
+            self._prune(windows[0].minute, now, demand)
+            for claim, window in zip(demand.claims, windows, strict=True):
+                self._check(claim, demand, window, now)
 
     async def reserve(self, demand: Demand, now: float) -> Hold:
         windows = windows_of(demand, now)
@@ -47,13 +58,13 @@ class InProcessLimiter:
 
     def _check(self, claim: Claim, demand: Demand, window: Windows, now: float) -> None:
         subject, charge = claim.subject.id, demand.charge
+        running = sum(slots for _, slots in self._running.get(subject, {}).values())
         exceeded = first_exceeded(
             claim, charge, self._requests.get((subject, window.minute), 0),
             self._tokens.get((subject, window.minute), 0),
-            self._spent.get(_period_key(claim, window), 0),
-            len(self._running.get(subject, {})))
+            self._spent.get(_period_key(claim, window), 0), running, demand.slots)
         if exceeded is not None:
-            raise refusal(exceeded, claim, charge, window, now)
+            raise refusal(exceeded, claim, charge, window, now, demand.slots)
 
     def _take(self, claim: Claim, demand: Demand, window: Windows, now: float) -> None:
         minute = (claim.subject.id, window.minute)
@@ -63,7 +74,7 @@ class InProcessLimiter:
             self._spent[_period_key(claim, window)] += demand.charge.cost_nano
         if claim.max_parallel is not None:
             running = self._running.setdefault(claim.subject.id, {})
-            running[demand.request_id] = now + self._lease_s
+            running[demand.request_id] = (now + self._lease_s, demand.slots)
 
     async def settle(self, hold: Hold, tokens: int, cost_nano: int) -> None:
         demand = hold.demand
@@ -83,7 +94,7 @@ class InProcessLimiter:
         for claim in demand.claims:
             running = self._running.get(claim.subject.id)
             if running:
-                for request_id in [r for r, ends in running.items() if ends <= now]:
+                for request_id in [r for r, (ends, _) in running.items() if ends <= now]:
                     del running[request_id]
         if minute == self._pruned_minute:
             return

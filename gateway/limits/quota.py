@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 Period = Literal["day", "month"]
 PERIODS: tuple[Period, ...] = ("day", "month")
-Scope = Literal["key", "tenant"]
+Scope = Literal["key", "tenant", "user"]
 WINDOW_S = 60  # RPM and TPM use fixed one-minute windows
 MAX_COUNT = 2**31 - 1  # RPM, TPM, parallel requests: the ledger's INTEGER columns hold them
 # Budgets are held as nano-dollars in Redis's Lua numbers (exact below 2**53): 1e15 fits.
@@ -61,18 +61,29 @@ UNLIMITED = Quota()
 
 @dataclass(frozen=True)
 class Subject:
-    """Whose counters: a key (by id) or a tenant (by name)."""
+    """Whose counters: a key (by id), a tenant (by name) or an end user (the requests'
+    ``user``) of the tenant ``owner``."""
 
     scope: Scope
     name: str
+    owner: str | None = None  # an end user's tenant
 
     def __post_init__(self) -> None:
-        if self.scope not in ("key", "tenant") or not self.name:
-            raise ValueError("a subject is a key or a tenant with a name")
+        if self.scope not in ("key", "tenant", "user") or not self.name:
+            raise ValueError("a subject is a key, a tenant or an end user with a name")
+        if (self.scope == "user") != (self.owner is not None):
+            raise ValueError("an end user, and only an end user, has its tenant as owner")
+
+    @property
+    def label(self) -> str:
+        """For messages: ``key``, ``tenant`` or ``end user`` (never a name)."""
+        return "end user" if self.scope == "user" else self.scope
 
     @property
     def id(self) -> str:
-        """Unique across scopes: a key's id, or ``tenant:<name>``."""
+        """Unique across scopes: a key's id, ``tenant:<name>`` or ``user:<tenant>:<name>``."""
+        if self.scope == "user":
+            return f"user:{self.owner}:{self.name}"
         return self.name if self.scope == "key" else f"tenant:{self.name}"
 
 
@@ -110,18 +121,22 @@ class Charge:
 @dataclass(frozen=True)
 class Demand:
     """One request's charge against its claims. ``group`` (the tenant) puts every counter
-    of one demand in one Redis hash slot, so one script can check them all."""
+    of one demand in one Redis hash slot, so one script can check them all. ``slots``: the
+    parallel slots it holds, one per engine sequence it starts (``n`` x prompts)."""
 
     request_id: str
     group: str
     charge: Charge
     claims: tuple[Claim, ...]
+    slots: int = 1
 
     def __post_init__(self) -> None:
         if not self.request_id or not self.group:
             raise ValueError("a demand needs a request id and a group")
         if not self.claims:
             raise ValueError("a demand needs at least one claim")
+        if not 1 <= self.slots <= MAX_COUNT:
+            raise ValueError(f"a demand holds 1 to {MAX_COUNT} parallel slots")
 
 
 @dataclass(frozen=True)
@@ -179,6 +194,11 @@ class SpendSeed(Protocol):
 
 
 class Limiter(Protocol):
+    async def admit(self, demand: Demand, now: float) -> None:
+        """Raise the 429 ``reserve`` would raise now for a charge this small or larger
+        (the least any request holds: checked before planning); hold nothing."""
+        ...
+
     async def reserve(self, demand: Demand, now: float) -> Hold:
         """Hold the charge against every claim at once, or raise a 429 and hold nothing."""
         ...

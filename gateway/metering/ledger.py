@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from gateway.metering.tables import RESERVED, LedgerRow
+from gateway.metering.tables import RESERVED, LedgerRow, LedgerTagRow
+from gateway.serving.attribution import NOBODY, Attribution
 
 
 def utcnow() -> datetime:
@@ -32,6 +33,8 @@ class Reservation:
     instance_id: str
     created_at: datetime
     batch_id: str | None = None
+    attribution: Attribution = NOBODY  # the end user and tags the row is kept under
+    adapter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Settlement:
     latency_ms: float | None = None
     estimated: bool = False
     response_cached: bool = False
+    reasoning_tokens: int = 0  # of completion_tokens: inside a reasoning span
 
     def __post_init__(self) -> None:
         if self.status not in ("ok", "length", "aborted", "error"):
@@ -68,9 +72,15 @@ class Ledger:
             reserved_pico=entry.reserved_pico, cost_pico=0, estimated=False, response_cached=False,
             recovered=False,
             instance_id=entry.instance_id, created_at=entry.created_at, batch_id=entry.batch_id,
+            end_user=entry.attribution.user, adapter=entry.adapter,
         )
+        tags = [LedgerTagRow(request_id=entry.request_id, tag=tag, tenant=entry.tenant)
+                for tag in entry.attribution.tags]
         async with self._sessions.begin() as session:
             session.add(row)
+            if tags:
+                await session.flush()  # the row first: a retry's duplicate fails on it
+                session.add_all(tags)
 
     async def settle(self, request_id: str, result: Settlement) -> bool:
         """Close the row with actual usage; False if it was already settled."""
@@ -85,7 +95,7 @@ class Ledger:
                 spec_accepted_tokens=result.spec_accepted_tokens,
                 ttft_ms=result.ttft_ms, latency_ms=result.latency_ms,
                 estimated=result.estimated, response_cached=result.response_cached,
-                settled_at=utcnow(),
+                reasoning_tokens=result.reasoning_tokens, settled_at=utcnow(),
             )
         )
         async with self._sessions.begin() as session:
@@ -93,12 +103,14 @@ class Ledger:
         return bool(getattr(outcome, "rowcount", 0) == 1)
 
     async def committed_spend(self, since: datetime, *, key_id: str | None = None,
-                              tenant: str | None = None) -> int:
-        """Pico-dollars a key (or a whole tenant) has spent since ``since``: settled cost,
-        or the hold if the row is still open."""
-        if (key_id is None) == (tenant is None):
-            raise ValueError("committed spend is a key's or a tenant's")
+                              tenant: str | None = None, user: str | None = None) -> int:
+        """Pico-dollars a key (or a whole tenant, or one end user of a tenant) has spent
+        since ``since``: settled cost, or the hold if the row is still open."""
+        if (key_id is None) == (tenant is None) or (user is not None and tenant is None):
+            raise ValueError("committed spend is a key's or a tenant's (or a tenant's end user's)")
         whose = LedgerRow.key_id == key_id if key_id is not None else LedgerRow.tenant == tenant
+        if user is not None:
+            whose = whose & (LedgerRow.end_user == user)
         settled = select(func.coalesce(func.sum(LedgerRow.cost_pico), 0)).where(
             whose, LedgerRow.created_at >= since, LedgerRow.settled_at.is_not(None))
         held = select(func.coalesce(func.sum(LedgerRow.reserved_pico), 0)).where(
@@ -124,14 +136,29 @@ class Ledger:
             outcome = await session.execute(statement)
         return int(getattr(outcome, "rowcount", 0))
 
-    async def any_billed(self, request_ids: list[str]) -> bool:
-        """Whether any of these requests was settled with a cost (batch retries ask)."""
+    async def any_answered(self, request_ids: list[str]) -> bool:
+        """Whether any of these requests was settled as answered (``ok``/``length``) with
+        tokens recorded: a batch line's retry asks, so that its answer is paid once (an
+        attempt cut short pays its own tokens and does not count)."""
         if not request_ids:
             return False
-        statement = select(func.count()).where(LedgerRow.id.in_(request_ids),
-                                                LedgerRow.cost_pico > 0)
+        statement = select(func.count()).where(
+            LedgerRow.id.in_(request_ids), LedgerRow.status.in_(("ok", "length")),
+            (LedgerRow.prompt_tokens > 0) | (LedgerRow.completion_tokens > 0))
         async with self._sessions() as session:
             return int(await session.scalar(statement) or 0) > 0
+
+    async def distinct_values(self, tenant: str, since: datetime) -> tuple[set[str], set[str]]:
+        """The end users and the tags a tenant's rows since ``since`` were kept under."""
+        users = select(LedgerRow.end_user).distinct().where(
+            LedgerRow.tenant == tenant, LedgerRow.created_at >= since,
+            LedgerRow.end_user.is_not(None))
+        tags = select(LedgerTagRow.tag).distinct().join(
+            LedgerRow, LedgerRow.id == LedgerTagRow.request_id).where(
+            LedgerTagRow.tenant == tenant, LedgerRow.created_at >= since)
+        async with self._sessions() as session:
+            return ({str(u) for u in await session.scalars(users)},
+                    {str(t) for t in await session.scalars(tags)})
 
     async def row(self, request_id: str) -> LedgerRow | None:
         async with self._sessions() as session:

@@ -1,7 +1,8 @@
 """Metering, assembled from settings: database, ledger, keys, tenants, limits, prices,
 metrics.
 
-``start`` (in the app lifespan) migrates the schema and closes rows a crash left open;
+``start`` (in the app lifespan) migrates the schema, settles what the settlement journal
+kept (a gateway that died during a database outage), then closes rows a crash left open;
 ``stop`` releases connections.
 """
 
@@ -15,13 +16,17 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.key_auth import KeyAuthenticator
+from gateway.auth.key_cache import KeyCache
+from gateway.auth.key_feed import KeyChanges
 from gateway.auth.key_store import KeyStore
 from gateway.auth.tenant_store import TenantStore
 from gateway.limits.memory import InProcessLimiter
 from gateway.limits.quota import Limiter, Subject
 from gateway.limits.redis_backend import RedisLimiter
 from gateway.metering.accounting import MeteredAccounting
+from gateway.metering.attribution_caps import AttributionCaps
 from gateway.metering.database import PoolOptions, create_database_engine, migrate
+from gateway.metering.journal import SettlementJournal, journal_path
 from gateway.metering.ledger import Ledger, utcnow
 from gateway.metering.metrics import MeteringMetrics
 from gateway.metering.pricing import Price, PriceBook
@@ -56,9 +61,12 @@ class Metering:
     authenticator: KeyAuthenticator
     orphan_after_s: float
     tenants: TenantStore
+    key_changes: KeyChanges  # the cache of verified keys, kept fresh across gateways
 
     async def start(self) -> None:
         await migrate(self.database)
+        await self.key_changes.start()
+        await self.accounting.replay()  # before recovery would close those rows at no cost
         cutoff = utcnow() - timedelta(seconds=self.orphan_after_s)
         closed = await self.ledger.recover(self.accounting.instance_id, cutoff)
         if closed:
@@ -67,6 +75,7 @@ class Metering:
     async def stop(self) -> None:
         await self.accounting.close()  # settlements waiting for the database: a last try
         await self.limiter.close()
+        await self.key_changes.stop()
         await self.database.dispose()
 
 
@@ -79,6 +88,8 @@ def build_metering(settings: Settings, registry: CollectorRegistry | None = None
     async def seed(subject: Subject, since: datetime) -> int:
         if subject.scope == "key":
             pico = await ledger.committed_spend(since, key_id=subject.name)
+        elif subject.scope == "user":
+            pico = await ledger.committed_spend(since, tenant=subject.owner, user=subject.name)
         else:
             pico = await ledger.committed_spend(since, tenant=subject.name)
         return (pico + 999) // 1000  # nano-dollars, rounded up
@@ -91,10 +102,18 @@ def build_metering(settings: Settings, registry: CollectorRegistry | None = None
                               settings.metering.metrics_max_tenants)
     accounting = MeteredAccounting(ledger, limiter, price_book(settings.prices), metrics,
                                    settings.metering.instance_id,
-                                   limiter_fail_open=options.redis_fail_open)
+                                   limiter_fail_open=options.redis_fail_open,
+                                   journal=SettlementJournal(journal_path(
+                                       settings.data_dir, settings.metering.instance_id)),
+                                   caps=AttributionCaps(ledger, options.max_end_users_per_tenant,
+                                                        options.max_tags_per_tenant))
     metrics.watch_backlog(accounting.backlog)
-    keys = KeyStore(database)
-    admin = settings.auth.admin_key.get_secret_value() if settings.auth.admin_key else None
-    authenticator = KeyAuthenticator(settings.auth.enabled, admin, keys)
+    auth = settings.auth
+    changes = KeyChanges(KeyCache(auth.key_cache_ttl_s, auth.key_cache_size), url,
+                         options.redis_timeout_s)
+    keys = KeyStore(database, on_change=changes.changed)
+    admin = auth.admin_key.get_secret_value() if auth.admin_key else None
+    authenticator = KeyAuthenticator(auth.enabled, admin, keys, cache=changes.cache)
     return Metering(database, ledger, keys, limiter, accounting, authenticator,
-                    settings.metering.orphan_after_s, TenantStore(database))
+                    settings.metering.orphan_after_s,
+                    TenantStore(database, on_change=changes.changed), changes)

@@ -1,4 +1,8 @@
-"""Spend totals from the ledger: filters, grouping, and a CSV rendering."""
+"""Spend totals from the ledger: filters, grouping, and a CSV rendering.
+
+Grouping by ``tag`` counts a request once under each of its tags (untagged ones under
+``null``), so those groups' totals add up to more than the spend when requests carry
+several tags; ``user`` is the requests' end user (``null``: none named)."""
 
 from __future__ import annotations
 
@@ -13,9 +17,9 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.metering.pricing import from_pico, usd_text
-from gateway.metering.tables import LedgerRow
+from gateway.metering.tables import LedgerRow, LedgerTagRow
 
-GROUPS = ("tenant", "key", "model", "status", "day")
+GROUPS = ("tenant", "key", "model", "status", "day", "user", "tag", "adapter")
 TOTALS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_usd")
 
 
@@ -27,6 +31,8 @@ class SpendQuery:
     since: datetime | None = None
     until: datetime | None = None
     group_by: tuple[str, ...] = ()
+    user: str | None = None  # one end user's
+    tag: str | None = None  # requests carrying this tag
 
     def __post_init__(self) -> None:
         unknown = [g for g in self.group_by if g not in GROUPS]
@@ -53,7 +59,8 @@ def _group_column(name: str) -> ColumnElement[Any]:
     if name == "day":
         return func.date(LedgerRow.created_at).label(name)
     columns = {"tenant": LedgerRow.tenant, "key": LedgerRow.key_id, "model": LedgerRow.model,
-               "status": LedgerRow.status}
+               "status": LedgerRow.status, "user": LedgerRow.end_user,
+               "adapter": LedgerRow.adapter, "tag": LedgerTagRow.tag}
     return columns[name].label(name)
 
 
@@ -70,6 +77,11 @@ def _filters(query: SpendQuery) -> list[ColumnElement[bool]]:
         conditions.append(LedgerRow.created_at >= query.since)
     if query.until is not None:
         conditions.append(LedgerRow.created_at < query.until)
+    if query.user is not None:
+        conditions.append(LedgerRow.end_user == query.user)
+    if query.tag is not None:
+        tagged = select(LedgerTagRow.request_id).where(LedgerTagRow.tag == query.tag)
+        conditions.append(LedgerRow.id.in_(tagged))
     return conditions
 
 
@@ -83,6 +95,9 @@ async def spend(engine: AsyncEngine, query: SpendQuery) -> list[SpendLine]:
         func.coalesce(func.sum(LedgerRow.cost_pico), 0),
     ]
     statement = select(*groups, *sums).where(*_filters(query))
+    if "tag" in query.group_by:  # one line per (row, tag); untagged rows once, tag null
+        statement = statement.select_from(LedgerRow).outerjoin(
+            LedgerTagRow, LedgerTagRow.request_id == LedgerRow.id)
     if groups:
         statement = statement.group_by(*groups).order_by(*groups)
     async with engine.connect() as connection:
@@ -131,7 +146,8 @@ async def period_spend(engine: AsyncEngine, group: Literal["key", "tenant"],
 
 
 LEDGER_COLUMNS = ("id", "created_at", "tenant", "key_id", "model", "status", "prompt_tokens",
-                  "cached_tokens", "completion_tokens", "cost_usd", "batch_id")
+                  "cached_tokens", "completion_tokens", "cost_usd", "batch_id", "user",
+                  "adapter")
 
 
 async def recent_rows(engine: AsyncEngine, limit: int, tenant: str | None = None,
@@ -148,5 +164,6 @@ async def recent_rows(engine: AsyncEngine, limit: int, tenant: str | None = None
              "key_id": r.key_id, "model": r.model, "status": r.status,
              "prompt_tokens": r.prompt_tokens, "cached_tokens": r.cached_tokens,
              "completion_tokens": r.completion_tokens,
-             "cost_usd": usd_text(from_pico(r.cost_pico)), "batch_id": r.batch_id}
+             "cost_usd": usd_text(from_pico(r.cost_pico)), "batch_id": r.batch_id,
+             "user": r.end_user, "adapter": r.adapter}
             for r in rows]

@@ -41,6 +41,9 @@ class ApiKeyRow(Base):
     # After a rotation the replaced secret stays valid until previous_valid_until.
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
     previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime())
+    # Its fair share of a saturated model (0009; None: its tenant's)
+    weight: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[int | None] = mapped_column(Integer)
 
 
 class TenantRow(Base):
@@ -60,6 +63,13 @@ class TenantRow(Base):
     models_json: Mapped[str | None] = mapped_column(Text)
     metadata_json: Mapped[str | None] = mapped_column(Text)
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    # Its fair share of a saturated model (0009; None: weight 1, priority 0)
+    weight: Mapped[float | None] = mapped_column(Float)
+    priority: Mapped[int | None] = mapped_column(Integer)
+    # Each end user (the requests' ``user``) of this tenant, on its own (0010)
+    end_user_budget_pico: Mapped[int | None] = mapped_column(BigInteger)
+    end_user_budget_period: Mapped[str] = mapped_column(String(8), default="month")
+    end_user_rpm: Mapped[int | None] = mapped_column(Integer)
 
 
 class LedgerRow(Base):
@@ -71,6 +81,7 @@ class LedgerRow(Base):
         Index("ix_ledger_key_created", "key_id", "created_at"),
         Index("ix_ledger_open", "settled_at", "instance_id"),
         Index("ix_ledger_batch", "batch_id"),
+        Index("ix_ledger_tenant_user", "tenant", "end_user", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -96,3 +107,17 @@ class LedgerRow(Base):
     settled_at: Mapped[datetime | None] = mapped_column(DateTime())
     ttft_ms: Mapped[float | None] = mapped_column(Float)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    end_user: Mapped[str | None] = mapped_column(String(256))  # the request's ``user`` (0010)
+    adapter: Mapped[str | None] = mapped_column(String(128))  # a LoRA adapter served (0010)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)  # of completion_tokens
+
+
+class LedgerTagRow(Base):
+    """A request's tags (its ``metadata`` pairs and ``x-llmgw-tags``), one row each."""
+
+    __tablename__ = "ledger_tags"
+    __table_args__ = (Index("ix_ledger_tags_tenant_tag", "tenant", "tag"),)
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(600), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))

@@ -1,4 +1,5 @@
-"""Structured JSON logs (python-json-logger) that carry the current request's id.
+"""Structured JSON logs (python-json-logger) that carry the current request's id, or short
+human lines on a terminal (``serve --log-format``).
 
 ``RequestIdMiddleware`` sets ``REQUEST_ID`` for each HTTP request; ``RequestIdFilter``
 copies it onto every record logged while that request is handled (uvicorn's access
@@ -22,6 +23,14 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+HUMAN = "%(asctime)s %(levelname)-7s %(message)s"
+# Libraries whose INFO lines say nothing an operator acts on (Alembic's plugin and migration
+# chatter, vLLM's import notes in the gateway's process): WARNING and above unless the level
+# asked for is DEBUG. vLLM's engine processes log through vLLM's own configuration
+# (VLLM_LOGGING_LEVEL, which `serve` sets to WARNING on a terminal).
+CHATTY = ("alembic", "vllm")
+
+
 def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
     """A ``dictConfig`` for the gateway and uvicorn (``uvicorn.run(log_config=...)``)."""
     if json_logs:
@@ -32,10 +41,11 @@ def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
             "datefmt": "%Y-%m-%dT%H:%M:%S%z",
         }
     else:
-        formatter = {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+        formatter = {"format": HUMAN, "datefmt": "%H:%M:%S"}
     handler = {"class": "logging.StreamHandler", "formatter": "main",
                "filters": ["request_id"], "stream": "ext://sys.stderr"}
     quiet = {"handlers": ["default"], "level": level, "propagate": False}
+    chatty = {name: {"level": level if level == "DEBUG" else "WARNING"} for name in CHATTY}
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -43,6 +53,6 @@ def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:
         "formatters": {"main": formatter},
         "handlers": {"default": handler},
         "loggers": {"uvicorn": quiet, "uvicorn.error": {"level": level},
-                    "uvicorn.access": quiet, "llm_gateway": quiet},
+                    "uvicorn.access": quiet, "llm_gateway": quiet, **chatty},
         "root": {"handlers": ["default"], "level": level},
     }

@@ -46,6 +46,7 @@ class MetricsObserver:
         self._model = model
         self._tenant = tenant
         self._last_step: float | None = None
+        self._itl = metrics.itl.labels(model)  # once: ``output`` runs for every token
 
     def output(self, out: EngineOutput) -> None:
         """Inter-token latency: the gap since the previous step, per token of this step."""
@@ -54,7 +55,7 @@ class MetricsObserver:
             return
         now = time.monotonic()
         if self._last_step is not None:
-            self._m.itl.labels(self._model).observe((now - self._last_step) / tokens)
+            self._itl.observe((now - self._last_step) / tokens)
         self._last_step = now
 
     def settled(self, outcome: Outcome, settled: Settled) -> None:

@@ -29,9 +29,6 @@ REFUSED_CHAT_FIELDS: dict[str, str] = {
     "audio": "audio output is not supported",
     "prediction": "predicted outputs are not supported",
     "web_search_options": "web search is not supported",
-    "reasoning_effort": "this model does not reason; reasoning_effort is not supported",
-    "metadata": "metadata is kept only with stored completions, which this gateway does "
-                "not offer for chat completions (the Responses API stores responses)",
     "echo": "echo is not supported for chat completions",
     "chat_template": "a request's own chat template is not accepted (as vLLM's default)",
     "cache_salt": "the gateway salts the prefix cache per tenant itself",
@@ -54,6 +51,8 @@ TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 TokenId = Annotated[StrictInt, Field(ge=0)]
+# vLLM's own OpenAI server bounds seeds to int64 (its engine's transport carries no more).
+Seed = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 
 
 class StreamOptions(Body):
@@ -97,10 +96,10 @@ class SamplingBody(Body):
     top_p: TopP | None = None
     n: PositiveInt | None = None
     stop: StrictStr | list[StrictStr] | None = None
-    seed: StrictInt | None = None
+    seed: Seed | None = None
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
-    logit_bias: dict[StrictStr, StrictFloat | StrictInt] | None = None
+    logit_bias: dict[StrictStr, StrictFloat] | None = None  # strict floats take ints too
     user: StrictStr | None = None
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
@@ -115,7 +114,7 @@ class SamplingBody(Body):
     ignore_eos: StrictBool | None = None
     skip_special_tokens: StrictBool | None = None
     spaces_between_special_tokens: StrictBool | None = None
-    bad_words: list[StrictStr] | None = None
+    bad_words: list[Annotated[StrictStr, Field(min_length=1)]] | None = None  # vLLM: no ""
     allowed_token_ids: list[TokenId] | None = None
     structured_outputs: StructuredOutputsBody | None = None
     # declared to be refused by name (REFUSED_*)
@@ -146,8 +145,10 @@ class ChatCompletionRequest(SamplingBody):
     audio: Any = None
     prediction: Any = None
     web_search_options: Any = None
-    reasoning_effort: Any = None
-    metadata: Any = None
+    # a reasoning model's template switch (reasoning_switch in its settings), else a 400
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    # tags the ledger keeps (each pair as key:value); bounded as OpenAI's (16 pairs)
+    metadata: dict[StrictStr, StrictStr] | None = None
     echo: Any = None
     chat_template: Any = None
 

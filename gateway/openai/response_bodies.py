@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr
+from pydantic import Field, StrictBool, StrictStr
 
-from gateway.openai.bodies import Penalty, PositiveInt, Temperature, TopP
+from gateway.openai.bodies import Penalty, PositiveInt, Seed, Temperature, TopP
 from gateway.openai.tool_bodies import Body, FunctionName
 
 REFUSED_RESPONSE_FIELDS: dict[str, str] = {
-    "reasoning": "the served models do not reason",
     "include": "no extra output data can be included",
     "background": "background responses are not offered",
     "conversation": "conversations are not offered; chain responses with previous_response_id",
@@ -22,6 +21,13 @@ REFUSED_RESPONSE_FIELDS: dict[str, str] = {
     "top_logprobs": "logprobs are not offered through the Responses API; use chat completions",
     "max_tool_calls": "max_tool_calls is not supported",
 }
+
+
+class ReasoningOptions(Body):
+    """The effort maps to a reasoning model's template switch, as chat's reasoning_effort."""
+
+    effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None  # refused: no summaries
 
 
 class InputText(Body):
@@ -135,9 +141,9 @@ class ResponsesRequest(Body):
     user: StrictStr | None = None
     service_tier: Literal["auto", "default"] | None = None
     truncation: Literal["disabled"] | None = None
-    seed: StrictInt | None = None
+    seed: Seed | None = None
+    reasoning: ReasoningOptions | None = None
     # declared to be refused by name (REFUSED_RESPONSE_FIELDS)
-    reasoning: Any = None
     include: Any = None
     background: Any = None
     conversation: Any = None

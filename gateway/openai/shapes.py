@@ -25,6 +25,8 @@ def usage_json(usage: Usage, settled: Settled | None = None) -> Json:
         "total_tokens": usage.total_tokens,
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
     }
+    if usage.reasoning_tokens is not None:
+        body["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
     if settled is not None and settled.cost is not None:
         body["cost"] = float(settled.cost)  # exact decimal: the x-request-cost header
     return body

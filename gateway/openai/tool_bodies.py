@@ -10,9 +10,10 @@ FunctionName = Annotated[StrictStr, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
 
 
 class Body(BaseModel):
-    """Every request part: unknown fields are 400s, never silently dropped."""
+    """Every request part: unknown fields are 400s, never silently dropped; a float field
+    refuses NaN and infinities (``1e999`` parses as one)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class FunctionDefinition(Body):
@@ -67,7 +68,7 @@ class JsonSchemaSpec(Body):
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     strict: StrictBool | None = None
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
 class JsonSchemaFormat(Body):
@@ -90,4 +91,4 @@ class StructuredOutputsBody(Body):
     json_object: StrictBool | None = None
     structural_tag: StrictStr | None = None
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)

@@ -38,6 +38,9 @@ def refuse_unsupported(body: ResponsesRequest) -> None:
     for name, reason in REFUSED_RESPONSE_FIELDS.items():
         if getattr(body, name) not in (None, False, []):
             raise UnsupportedParameterError(f"'{name}' is not supported: {reason}", param=name)
+    if body.reasoning is not None and body.reasoning.summary is not None:
+        raise UnsupportedParameterError("reasoning summaries are not offered (the reasoning "
+                                        "text is)", param="reasoning.summary")
 
 
 def input_items(body: ResponsesRequest) -> list[Json]:
@@ -117,7 +120,8 @@ def to_chat(body: ResponsesRequest, history: Sequence[Json]) -> ChatCompletionRe
     optional = {"max_completion_tokens": body.max_output_tokens, "temperature": body.temperature,
                 "top_p": body.top_p, "presence_penalty": body.presence_penalty,
                 "frequency_penalty": body.frequency_penalty, "seed": body.seed,
-                "user": body.user}
+                "user": body.user, "metadata": body.metadata,
+                "reasoning_effort": body.reasoning.effort if body.reasoning else None}
     chat.update({k: v for k, v in optional.items() if v is not None})
     return ChatCompletionRequest.model_validate(chat)
 
@@ -135,5 +139,6 @@ def echo(body: ResponsesRequest, response_id: str) -> ResponseEcho:
         "top_p": body.top_p, "tools": tools, "user": body.user, "truncation": "disabled",
         "tool_choice": choice.model_dump() if isinstance(choice, NamedFunctionChoice)
         else (choice or "auto"), "text": {"format": text.get("format", {"type": "text"})},
-        "reasoning": {"effort": None, "summary": None}, "service_tier": "default"}
+        "reasoning": {"effort": body.reasoning.effort if body.reasoning else None,
+                      "summary": None}, "service_tier": "default"}
     return ResponseEcho(response_id, body.model, tuple(fields.items()))

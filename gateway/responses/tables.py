@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String, Text
+from sqlalchemy import DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from gateway.metering.tables import Base
@@ -19,4 +19,9 @@ class ResponseRow(Base):
     model: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime())
     body: Mapped[str] = mapped_column(Text)  # the response object, as the client saw it
-    items: Mapped[str] = mapped_column(Text)  # the conversation up to and including it
+    # The items this response added (its input items and output); rows stored before 0008
+    # hold the whole conversation and no previous_id.
+    items: Mapped[str] = mapped_column(Text)
+    previous_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # continues it
+    size: Mapped[int] = mapped_column(Integer, default=0)  # bytes of body and items
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True, index=True)

@@ -36,6 +36,16 @@ class Reservable(Protocol):
     @property
     def worst_case_tokens(self) -> int: ...
 
+    @property
+    def sequences(self) -> int:
+        """Engine sequences it starts at once: the parallel and in-flight slots it holds."""
+        ...
+
+    @property
+    def fanout_param(self) -> str:
+        """The request field that multiplies its sequences (named when they are too many)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -117,3 +127,13 @@ class GenerationPlan:
     def worst_case_tokens(self) -> int:
         """Prompt plus every completion token the request may produce (for reservations)."""
         return self.prompt_tokens + self.completion_budget
+
+    @property
+    def sequences(self) -> int:
+        """``n`` per prompt, each its own engine sequence (greedy copies or vLLM's own
+        parallel sampling): what the request holds of the parallel and in-flight limits."""
+        return self.choices
+
+    @property
+    def fanout_param(self) -> str:
+        return "n" if self.sampling.n > 1 else "prompt"

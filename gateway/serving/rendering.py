@@ -8,12 +8,14 @@ on a request's content is the client's 400 (``ChatTemplateError``), never a 500.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.errors import ChatTemplateError
 
+log = logging.getLogger("llm_gateway.serving")
 ROLES = ("system", "user", "assistant", "tool")
 
 
@@ -89,6 +91,19 @@ class PromptRenderer(Protocol):
     def encode(self, text: str) -> list[int]: ...
 
 
+def _template_refusal(exc: Exception) -> str:
+    """What the client is told: the template's own words when it refused the messages
+    (``raise_exception`` in the template, a jinja ``TemplateError``), nothing of any other
+    exception's text (a tokenizer's or the template code's internals)."""
+    from jinja2 import TemplateError
+
+    said = "the model's chat template cannot render these messages"
+    if isinstance(exc, TemplateError) and str(exc):
+        return f"{said}: {str(exc)[:200]}"
+    log.info("chat template failed on a request: %s: %s", type(exc).__name__, str(exc)[:200])
+    return said
+
+
 class HfPromptRenderer:
     """Renders with the Hugging Face tokenizer saved beside the model weights; ``template``
     replaces the tokenizer's own chat template (``chat_template`` in the model settings)."""
@@ -124,9 +139,7 @@ class HfPromptRenderer:
                 tokenize=True, return_dict=False, **kwargs,
             )
         except Exception as exc:  # jinja's errors, and template code failing on content
-            raise ChatTemplateError(
-                f"the model's chat template cannot render these messages: "
-                f"{type(exc).__name__}: {str(exc)[:200]}", param="messages") from exc
+            raise ChatTemplateError(_template_refusal(exc), param="messages") from exc
         return [int(i) for i in ids]
 
     def encode(self, text: str) -> list[int]:

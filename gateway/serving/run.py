@@ -9,6 +9,11 @@ own task, shielded from the reader's cancellation (a client that hangs up cancel
 reader), and is tallied by that task; after an abort, ``close`` keeps reading until the
 engine's final output, which carries the tokens it generated before the abort took
 effect and that nobody had read yet.
+
+The stall timeout is one timer per run, not one per output: each wait for an output sets
+its deadline (a float), and the timer, when it fires early, re-arms itself at the current
+wait's deadline; only a wait still pending at its deadline is cut off. Same bound, exactly,
+as a timeout around each wait, without a timer armed and cancelled per token.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import anyio
 
@@ -44,6 +49,7 @@ class RequestRun:
         *,
         prompts: Sequence[int] | None = None,
         keep_logprobs: bool = True,
+        count_reasoning: Callable[[Sequence[int]], int] | None = None,
     ) -> None:
         """``prompts[i]``: which distinct prompt request ``i`` runs (several requests:
         several prompts, or greedy copies of one); by default each request its own."""
@@ -53,7 +59,7 @@ class RequestRun:
         first = {p: r for r, p in reversed(list(zip(requests, prompts, strict=True)))}
         prompt_tokens = sum(len(r.prompt_token_ids) for r in first.values())
         choices = sum(r.sampling.n for r in requests)
-        self.tally = Tally(prompt_tokens, choices, keep_logprobs)
+        self.tally = Tally(prompt_tokens, choices, keep_logprobs, count_reasoning)
         self._engine = engine
         self._ticket = ticket
         self._stall = stall_timeout_s
@@ -68,6 +74,10 @@ class RequestRun:
         self._settled: Settled | None = None
         self._failed = False
         self._inflight: asyncio.Future[EngineOutput | None] | None = None
+        self._waiter: asyncio.Future[EngineOutput | None] | None = None  # the current wait
+        self._wait_until = 0.0  # its deadline (loop time)
+        self._stall_timer: asyncio.TimerHandle | None = None
+        self._stalled = False  # the timer cut a wait off
 
     async def _read(self) -> EngineOutput | None:
         """One engine output, tallied here: the one place outputs are counted."""
@@ -88,19 +98,52 @@ class RequestRun:
             self._inflight = asyncio.ensure_future(self._read())
         inflight = self._inflight
         try:
-            async with asyncio.timeout(self._stall):
-                return await asyncio.shield(inflight)
-        except TimeoutError as exc:
-            self._failed = True
-            raise ServiceUnavailableError(
-                f"the engine produced nothing for {self._stall:.0f} s", retry_after=5
-            ) from exc
+            return await self._wait(inflight)
         except EngineUnavailableError:
             self._failed = True
             raise
         finally:
             if inflight.done() and self._inflight is inflight:
                 self._inflight = None
+
+    async def _wait(self, inflight: asyncio.Future[EngineOutput | None]
+                    ) -> EngineOutput | None:
+        """``inflight``'s output, shielded (a cancelled reader leaves the read running), or a
+        503 once nothing came for the stall timeout."""
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = asyncio.shield(inflight)
+        self._wait_until = loop.time() + self._stall
+        self._stalled = False
+        if self._stall_timer is None:
+            self._stall_timer = loop.call_at(self._wait_until, self._check_stall)
+        try:
+            return await waiter
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if not self._stalled or (task is not None and task.cancelling()):
+                raise  # cancelled from outside: not a stall
+            raise self._stall_error() from exc
+        except TimeoutError as exc:  # the read's own timeout: a stall, as ever
+            raise self._stall_error() from exc
+        finally:
+            self._waiter = None
+
+    def _stall_error(self) -> ServiceUnavailableError:
+        self._failed = True
+        return ServiceUnavailableError(
+            f"the engine produced nothing for {self._stall:.0f} s", retry_after=5)
+
+    def _check_stall(self) -> None:
+        self._stall_timer = None
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # no wait pending: the next one arms the timer again
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._wait_until:
+            self._stalled = True
+            waiter.cancel()  # the shield's outer future: the read itself goes on
+        else:
+            self._stall_timer = loop.call_at(self._wait_until, self._check_stall)
 
     async def prime(self) -> None:
         """Wait for the first output, so that a failing engine still gets a clean 4xx/5xx."""
@@ -162,3 +205,6 @@ class RequestRun:
             if aclose is not None:
                 await aclose()
             await self.settle()
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
+                self._stall_timer = None

@@ -6,6 +6,7 @@ responses read their text, logprobs and finish reasons from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.protocol import EngineOutput, FinishReason, SpeculationCounts, TokenLogprob
@@ -16,12 +17,16 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0
+    reasoning_tokens: int | None = None  # of the completion tokens; None: no reasoning parser
 
     def __post_init__(self) -> None:
         if min(self.prompt_tokens, self.completion_tokens, self.cached_tokens) < 0:
             raise ValueError("token counts must be >= 0")
         if self.cached_tokens > self.prompt_tokens:
             raise ValueError("cached tokens cannot exceed prompt tokens")
+        if self.reasoning_tokens is not None and not (
+                0 <= self.reasoning_tokens <= self.completion_tokens):
+            raise ValueError("reasoning tokens are some of the completion tokens")
 
     @property
     def total_tokens(self) -> int:
@@ -35,6 +40,7 @@ class ChoiceState:
     token_count: int = 0
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: FinishReason | None = None
+    token_ids: list[int] = field(default_factory=list)  # kept to count reasoning tokens
 
     @property
     def text(self) -> str:
@@ -48,8 +54,10 @@ class Tally:
     in memory is bounded by what the client sees once.
     """
 
-    def __init__(self, prompt_tokens: int, choices: int, keep_logprobs: bool = True) -> None:
+    def __init__(self, prompt_tokens: int, choices: int, keep_logprobs: bool = True,
+                 count_reasoning: Callable[[Sequence[int]], int] | None = None) -> None:
         self.prompt_tokens = prompt_tokens
+        self._count_reasoning = count_reasoning  # a reasoning model's: tokens in the span
         self.cached_tokens = 0
         self.choices = [ChoiceState(i) for i in range(choices)]
         self._keep_logprobs = keep_logprobs
@@ -64,6 +72,8 @@ class Tally:
             choice = self.choices[delta.index]
             choice.text_parts.append(delta.text)
             choice.token_count += len(delta.token_ids)
+            if self._count_reasoning is not None:
+                choice.token_ids.extend(delta.token_ids)
             if delta.logprobs and self._keep_logprobs:
                 choice.logprobs.extend(delta.logprobs)
             if delta.finish_reason is not None:
@@ -81,8 +91,10 @@ class Tally:
         return self.completion_tokens > 0
 
     def usage(self) -> Usage:
+        count = self._count_reasoning
         return Usage(
             self.prompt_tokens,
             self.completion_tokens,
             min(self.cached_tokens, self.prompt_tokens),
+            None if count is None else sum(count(c.token_ids) for c in self.choices),
         )

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +43,7 @@ class UpstreamModel:
     retries: int = 2  # failures before an answer (unreachable, 5xx) tried again
     breaker_failures: int = 5  # failures in a row that stop calling it for a while
     breaker_cooldown_s: float = 30.0
+    seats: int | None = None  # requests sent at once; more wait in the fair queue
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -59,7 +60,8 @@ class UpstreamModel:
         encoding = offline_encoding(encoding_name_for(upstream_model, settings.encoding))
         return cls(name, settings.base_url.rstrip("/"), upstream_model, TiktokenCounter(encoding),
                    settings.context_window, key, settings.timeout_s, settings.connect_timeout_s,
-                   settings.retries, settings.breaker_failures, settings.breaker_cooldown_s)
+                   settings.retries, settings.breaker_failures, settings.breaker_cooldown_s,
+                   settings.seats)
 
 
 # The upstream's error codes a client may see; any other (or none) becomes ours.
@@ -169,7 +171,7 @@ async def _refused(response: httpx.Response) -> GatewayError:
     return _rejection(response)
 
 
-async def chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+async def chunks(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
     """The JSON chunks of an open OpenAI event stream, up to ``[DONE]``."""
     try:
         async for event in EventSource(response).aiter_sse():

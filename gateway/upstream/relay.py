@@ -4,12 +4,16 @@ The body the client sent goes upstream with the upstream's model name, the plann
 ``max_tokens`` (what was reserved) and, for streams, ``include_usage`` so the upstream
 reports what it billed (the client sees a usage chunk only if it asked). Responses come
 back with our model name and ``usage.cost``. However the request ends (finished, upstream
-failure, client gone) it is settled once, shielded from cancellation, like a request on
-our own engine. It answers the pipeline as an ``Exchange``.
+failure, client gone, or a stream past ``limits.stream_deadline_s``, as on our own engine)
+the upstream response is closed (the upstream stops generating) and the request is settled
+once, shielded from cancellation, with what was relayed. It answers the pipeline as an
+``Exchange``. The prompt is reserved and estimated with what is forwarded: the messages and
+the tool, function and response-format definitions (``prompt_renderer``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,14 +22,16 @@ import anyio
 import httpx
 from pydantic import BaseModel
 
-from gateway.errors import as_gateway_error
+from gateway.errors import ServiceUnavailableError, as_gateway_error
 from gateway.openai.shapes import usage_json
 from gateway.serving.accounting import Outcome, Settled, Status, Ticket
 from gateway.serving.exchange import Completed, Disconnected
 from gateway.serving.formatting.responder import DONE, json_data
 from gateway.serving.plan import GenerationPlan
+from gateway.serving.rendering import PromptRenderer
 from gateway.upstream.client import UpstreamClient, UpstreamModel, chunks
 from gateway.upstream.received import Received
+from gateway.upstream.tokens import RelayedChatCounter
 
 # What goes upstream: the fields that shape the answer. Not ``service_tier`` (a dearer tier
 # on our account), ``store`` / ``metadata`` (the upstream keeping our clients' data) or
@@ -35,17 +41,35 @@ FORWARDED = frozenset({
     "stop", "seed", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs",
     "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "functions",
     "function_call", "response_format", "modalities", "suffix", "echo", "best_of"})
+DEFAULT_DEADLINE_S = 1800.0  # limits.stream_deadline_s
+
+
+def forwarded_body(body: BaseModel) -> dict[str, Any]:
+    """The client's fields that go upstream, as they are sent."""
+    return {k: v for k, v in body.model_dump(mode="json", exclude_unset=True,
+                                             by_alias=True).items() if k in FORWARDED}
+
+
+def prompt_renderer(model: UpstreamModel, body: BaseModel) -> PromptRenderer:
+    """What plans (and so reserves and estimates) a relayed request's prompt: tiktoken over
+    the messages and the definitions forwarded with them."""
+    return RelayedChatCounter(model.counter, forwarded_body(body))
+
+
+class StreamDeadlineError(ServiceUnavailableError):
+    """A relayed stream ran past ``limits.stream_deadline_s``."""
 
 
 class UpstreamRelay:
     def __init__(self, client: UpstreamClient, model: UpstreamModel, plan: GenerationPlan,
-                 body: BaseModel, ticket: Ticket) -> None:
+                 body: BaseModel, ticket: Ticket, *,
+                 deadline_s: float = DEFAULT_DEADLINE_S) -> None:
         self._client = client
         self._model = model
         self._plan = plan
-        self._body = {k: v for k, v in body.model_dump(mode="json", exclude_unset=True,
-                                                       by_alias=True).items() if k in FORWARDED}
+        self._body = forwarded_body(body)
         self._ticket = ticket
+        self._deadline_s = deadline_s
         self._received = Received(plan.kind, plan.choices)
         self._response: httpx.Response | None = None
         self._started = time.monotonic()
@@ -126,9 +150,36 @@ class UpstreamRelay:
             await self.settle()
             raise
 
-    async def _relayed(self) -> AsyncIterator[dict[str, Any]]:
+    async def _upstream_chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """The upstream's chunks until ``[DONE]``, or until the deadline: waiting for the
+        next chunk is bounded by what is left of it."""
         assert self._response is not None, "prime() first"
-        async for chunk in chunks(self._response):
+        source = chunks(self._response)
+        deadline = self._started + self._deadline_s
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._past_deadline()
+                timer = asyncio.timeout(left)
+                try:
+                    async with timer:
+                        chunk = await anext(source)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    if not timer.expired():
+                        raise
+                    raise self._past_deadline() from None
+                yield chunk
+        finally:
+            await source.aclose()
+
+    def _past_deadline(self) -> StreamDeadlineError:
+        return StreamDeadlineError(f"the stream ran longer than {self._deadline_s:.0f} s")
+
+    async def _relayed(self) -> AsyncIterator[dict[str, Any]]:
+        async for chunk in self._upstream_chunks():
             self._received.add(chunk, streamed=True)
             if self._ttft is None and self._received.content_seen:
                 self._ttft = time.monotonic() - self._started
@@ -149,7 +200,7 @@ class UpstreamRelay:
                     "created": self._last.get("created"), "model": self._model.name,
                     "choices": [], "usage": self._usage(settled)})}
         except Exception as exc:  # after the 200: report in-band, then end
-            self._failed = True
+            self._failed = not isinstance(exc, StreamDeadlineError)  # that one is cut short
             yield {"data": json_data(as_gateway_error(exc).envelope())}
         finally:
             await self.settle()

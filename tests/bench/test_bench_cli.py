@@ -70,3 +70,27 @@ def test_bench_quick_against_the_live_gateway_measures_real_tokens(
     assert doc["settings"]["external_gateway"] == live_gateway.v1
     speculation = doc["sections"]["speculation"]["rows"]
     assert any(row["variant"] == "none" and row["status"] == "ok" for row in speculation)
+
+
+def test_bench_fair_share_section_when_quick_then_its_own_run_with_small_sizes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    from bench import fair_share
+
+    runs: list[Any] = []
+
+    def run(args: Any) -> list[Path]:  # the real one starts two gateways on the real engine
+        runs.append(args)
+        written = tmp_path / "fair.md"
+        written.write_text("x")
+        return [written]
+
+    monkeypatch.setattr(fair_share, "run", run)
+    result = CliRunner().invoke(build(), ["bench", "--quick", "--sections", "fair-share",
+                                          "--out", str(tmp_path), "--note", "busy"])
+    assert result.exit_code == 0, result.output
+    assert len(runs) == 1 and "fair.md" in result.output
+    args = runs[0]
+    assert (args.seats, args.reserve, args.phase_s, args.out, args.note) == (
+        4, 0.25, 12.0, tmp_path, "busy")
+    assert not list(tmp_path.glob("*.json"))  # no probe sections were run

@@ -109,3 +109,22 @@ def test_tenants_when_created_updated_listed_then_cli_round_trips(cli_env: Path)
         assert result.exit_code == 2, result.output
     assert CliRunner().invoke(build(), ["tenants", "update", "nobody", "--rpm", "1",
                                         "--profile", "test"]).exit_code == 1
+
+
+def test_fair_share_when_set_by_cli_then_tenant_and_key_carry_it_and_clear_resets(
+        cli_env: Path) -> None:
+    def cli(*args: str) -> dict[str, object]:
+        result = CliRunner().invoke(build(), [*args, "--profile", "test", "--json"])
+        assert result.exit_code == 0, result.output
+        reply: dict[str, object] = json.loads(result.output.splitlines()[-1])
+        return reply
+
+    tenant = cli("tenants", "create", "acme", "--weight", "3", "--priority", "2")
+    assert (tenant["weight"], tenant["priority"]) == (3.0, 2)
+    assert cli("tenants", "update", "acme", "--clear", "weight")["weight"] is None
+    key = cli("keys", "create", "--tenant", "acme", "--priority", "5")
+    assert (key["weight"], key["priority"]) == (None, 5)
+    assert cli("keys", "update", str(key["id"]), "--weight", "0.5")["weight"] == 0.5
+    refused = CliRunner().invoke(build(), ["tenants", "update", "acme", "--priority", "10",
+                                           "--profile", "test"])
+    assert refused.exit_code == 2

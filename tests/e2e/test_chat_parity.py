@@ -120,7 +120,15 @@ def test_tool_result_when_sent_back_then_the_conversation_continues(
         model=live_gateway.model, messages=history, tools=[WEATHER], temperature=0,
         max_tokens=30)
     assert second.choices[0].message.content
-    assert second.usage.prompt_tokens > first.usage.prompt_tokens  # the result was rendered
+    assert second.usage.prompt_tokens > first.usage.prompt_tokens
+    # the tool's own text is in the prompt: a longer result makes a longer prompt (a template
+    # that dropped tool messages, or kept only the call, would count the same)
+    longer = [*history[:-1], {**history[-1], "content": "22 degrees and sunny, with a light "
+                              "breeze from the west and no rain until the evening"}]
+    third = client.chat.completions.create(
+        model=live_gateway.model, messages=longer, tools=[WEATHER], temperature=0,
+        max_tokens=1)
+    assert third.usage.prompt_tokens > second.usage.prompt_tokens
 
 
 def test_auto_when_model_writes_the_hermes_format_then_vllms_parser_reads_the_call(

@@ -290,6 +290,16 @@ def test_health_and_ready_when_engine_loaded_then_both_ok(live_gateway: LiveGate
     assert ready.status_code == 200 and ready.json()["models"][live_gateway.model] is True
 
 
+def test_start_when_the_embedder_still_loads_then_the_chat_model_is_already_ready(
+    live_gateway: LiveGateway,
+) -> None:
+    # The session gateway serves both; its start was watched through /ready (tests/conftest.py)
+    chat_first = [s for s in live_gateway.startup
+                  if s.get(live_gateway.model) and not all(s.values())]
+    assert chat_first, live_gateway.startup  # answered for chat while the embedder loaded
+    assert all(live_gateway.startup[-1].values())
+
+
 def test_models_when_listed_with_sdk_then_default_model_present(live_gateway: LiveGateway) -> None:
     ids = [model.id for model in sync_client(live_gateway).models.list()]
     assert live_gateway.model in ids

@@ -1,15 +1,18 @@
 """Remote mode end to end: a gateway in front of stock vLLM CPU api_servers.
 
 Three replicas start together, once for the module, as a CPU replica starts in production:
-``llm-gateway engine serve`` replaces itself with ``python -m vllm.entrypoints.openai.
-api_server`` and the flags the chart renders for GPU nodes (engine/vllm_args.py), each
-requiring an API key (``VLLM_API_KEY``): two of the chat model (one core each) and one of the
-embedding model. Then a gateway in remote mode. The last test kills a chat replica.
+``llm-gateway engine serve`` runs ``python -m vllm.entrypoints.openai.api_server`` with the
+flags the chart renders for GPU nodes (engine/vllm_args.py) on loopback, behind the replica
+gate (engine/replica_gate.py) on the public port, which requires the API key
+(``VLLM_API_KEY``): two of the chat model (one core each) and one of the embedding model. Then
+a gateway in remote mode; everything it sends a replica passes the gate. The last test kills a
+chat replica.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import threading
 import time
@@ -102,15 +105,45 @@ def total(replicas: list[Replica], family: str) -> int:
     return int(sum(r.metric(family) for r in replicas))
 
 
-def test_a_replica_refuses_requests_without_its_api_key(cluster: Cluster) -> None:
-    replica = cluster.replicas[0]
-    body = {"token_ids": [1, 2, 3], "sampling_params": {"max_tokens": 2}}
-    assert httpx.post(f"{replica.url}/inference/v1/generate", json=body).status_code == 401
-    assert httpx.get(f"{replica.url}/v1/models").status_code == 401
-    keyed = httpx.get(f"{replica.url}/v1/models", headers={"authorization": f"Bearer {KEY}"})
-    assert keyed.status_code == 200 and keyed.json()["data"][0]["id"] == MODEL
-    command = " ".join(psutil.Process(replica.process.pid).cmdline())
-    assert "vllm.entrypoints.openai.api_server" in command and "--enable-scale-out" in command
+# vLLM routes beside the gateway's: /invocations, /v1/chat/completions and /v1/completions
+# generate (the first without vLLM's own key), /tokenize and /pooling answer without it,
+# /scale_elastic_ep reconfigures the server.
+SIDE_DOORS = {
+    "/invocations": {"model": MODEL, "prompt": "Once upon", "max_tokens": 4},
+    "/v1/chat/completions": {"model": MODEL, "max_tokens": 4,
+                             "messages": [{"role": "user", "content": "Hi"}]},
+    "/v1/completions": {"model": MODEL, "prompt": "Once upon", "max_tokens": 4},
+    "/tokenize": {"model": MODEL, "prompt": "Once upon"},
+    "/pooling": {"model": MODEL, "input": "Once upon"},
+    "/scale_elastic_ep": {"new_data_parallel_size": 2},
+}
+
+
+def test_a_replica_admits_only_the_gateways_paths_and_those_only_with_its_key(
+    cluster: Cluster,
+) -> None:
+    replica, keyed = cluster.replicas[0], {"authorization": f"Bearer {KEY}"}
+    for (path, body), headers in itertools.product(SIDE_DOORS.items(), ({}, keyed)):
+        response = httpx.post(f"{replica.url}{path}", json=body, headers=headers, timeout=60)
+        assert response.status_code == 404, (path, headers, response.text)
+    pooling = {"model": EMBEDDER, "input": "A cat."}
+    assert httpx.post(f"{cluster.embedder.url}/pooling", json=pooling, headers=keyed,
+                      timeout=60).status_code == 404
+    generate = {"token_ids": [1, 2, 3], "sampling_params": {"max_tokens": 2}}
+    for headers in ({}, {"authorization": "Bearer not-the-key"}):
+        assert httpx.post(f"{replica.url}/inference/v1/generate", json=generate,
+                          headers=headers).status_code == 401
+    assert httpx.post(f"{replica.url}/inference/v1/generate", json=generate, headers=keyed,
+                      timeout=120).status_code == 200
+    assert httpx.get(f"{replica.url}/health").status_code == 200
+    assert httpx.get(f"{replica.url}/metrics").status_code == 200  # Prometheus: no key
+    # What the gate closes: vLLM itself, reachable on loopback only, generates for anyone.
+    direct = httpx.post(f"{replica.engine_url}/invocations", json=SIDE_DOORS["/invocations"],
+                        timeout=120)
+    assert direct.status_code == 200 and direct.json()["usage"]["completion_tokens"] > 0
+    vllm = psutil.Process(replica.process.pid).children()[0].cmdline()
+    assert "vllm.entrypoints.openai.api_server" in vllm and "--enable-scale-out" in vllm
+    assert vllm[vllm.index("--host") + 1] == "127.0.0.1"
 
 
 def test_usage_and_cost_are_exact_to_the_replicas_own_token_counts(cluster: Cluster) -> None:
@@ -143,15 +176,15 @@ def test_requests_go_to_the_replica_that_reports_less_load(cluster: Cluster) -> 
     busy, idle = cluster.replicas
     stop = threading.Event()
 
-    def load_directly() -> None:  # as another gateway's long request would
-        body = {"model": MODEL, "prompt": "Count:", "max_tokens": 1500, "ignore_eos": True,
-                "stream": True}
+    def load_directly() -> None:  # as another gateway's long request would, through the gate
+        body = {"token_ids": list(range(100, 110)), "stream": True,
+                "sampling_params": {"max_tokens": 1500, "ignore_eos": True}}
         headers = {"authorization": f"Bearer {KEY}"}
-        with httpx.stream("POST", f"{busy.url}/v1/completions", json=body, headers=headers,
-                          timeout=300) as response:
+        with httpx.stream("POST", f"{busy.url}/inference/v1/generate", json=body,
+                          headers=headers, timeout=300) as response:
             for _ in response.iter_lines():
                 if stop.is_set():
-                    return  # closing the stream aborts it on the replica
+                    return  # closing the stream at the gate aborts it on the replica
 
     loaders = [threading.Thread(target=load_directly) for _ in range(2)]
     for loader in loaders:

@@ -1,6 +1,7 @@
 """Stock vLLM CPU api_servers for the remote-mode e2e test, started as production starts a
-CPU replica: ``llm-gateway engine serve`` (which replaces itself with vLLM's api_server and the
-flags of engine/vllm_args.py), each requiring an API key, bound to cores of its own."""
+CPU replica: ``llm-gateway engine serve`` (the replica gate on the public port, requiring the
+API key, in front of vLLM's api_server with the flags of engine/vllm_args.py on loopback), each
+bound to cores of its own."""
 
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ STARTUP_TIMEOUT_S = 900
 
 @dataclass
 class Replica:
-    url: str
+    url: str  # the gate's: what the gateway, probes and Prometheus reach
+    engine_url: str  # vLLM's own, on loopback behind the gate
     process: subprocess.Popen[bytes]
     log_path: Path
 
     def metric(self, family: str, **labels: str) -> float:
-        """The sum of one of vLLM's own metric families (``/metrics`` needs no key)."""
+        """The sum of one of vLLM's own metric families (the gate's ``/metrics``, no key)."""
         text = httpx.get(f"{self.url}/metrics", timeout=10).text
         return sum(sample.value for f in text_string_to_metric_families(text)
                    if f.name == family for sample in f.samples
@@ -43,7 +45,7 @@ class Replica:
         return int(self.metric("vllm:request_success"))
 
     def kill_tree(self) -> None:
-        """SIGKILL the server and its engine processes, as when a pod's node dies."""
+        """SIGKILL the gate, vLLM and its engine processes, as when a pod's node dies."""
         try:
             family = [*psutil.Process(self.process.pid).children(recursive=True)]
         except psutil.NoSuchProcess:
@@ -68,16 +70,17 @@ def replica_profiles(folder: Path, cores: list[str]) -> None:
 
 
 def start_replica(folder: Path, tmp: Path, name: str, model: str, profile: str) -> Replica:
-    port = free_port()
+    port, engine_port = free_port(), free_port()
     log_path = tmp / f"{name}.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "LLMGW_CONFIG_DIR": str(folder), "VLLM_API_KEY": KEY}
     process = subprocess.Popen(
         [sys.executable, "-m", "cli", "engine", "serve", "--model", model, "--profile", profile,
-         "--port", str(port), "--drain-s", "5"],
+         "--port", str(port), "--engine-port", str(engine_port), "--drain-s", "5"],
         cwd=REPO, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
     )
-    return Replica(f"http://127.0.0.1:{port}", process, log_path)
+    return Replica(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{engine_port}", process,
+                   log_path)
 
 
 def wait_ready(replica: Replica) -> None:

@@ -1,4 +1,5 @@
-"""``llm-gateway engine serve`` launches vLLM's own api_server (engine/launcher.py)."""
+"""``llm-gateway engine serve`` launches vLLM's own api_server on loopback behind the replica
+gate on the public port (engine/launcher.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from engine.config import CpuConfig, EngineConfig, SpeculationConfig
 from engine.errors import ModelNotPreparedError
-from engine.launcher import API_SERVER_MODULE, server_launch
+from engine.launcher import API_SERVER_MODULE, replica_launch, server_launch
 from engine.vllm_args import vllm_serve_args
 
 
@@ -36,6 +37,29 @@ def test_beyond_loopback_a_replica_needs_an_api_key(config: EngineConfig) -> Non
     with pytest.raises(ValueError, match="VLLM_API_KEY"):
         server_launch(config, "0.0.0.0", 8001, api_key=None)
     assert server_launch(config, "0.0.0.0", 8001, api_key="k").argv[-5] == "0.0.0.0"
+
+
+def test_a_replica_binds_vllm_to_loopback_and_its_gate_to_the_public_address(
+    config: EngineConfig,
+) -> None:
+    launch = replica_launch(config, "0.0.0.0", 8001, 8002, api_key="k", python="/py")
+    assert launch.engine.argv[-6:-2] == ("--host", "127.0.0.1", "--port", "8002")
+    assert (launch.gate.host, launch.gate.port) == ("0.0.0.0", 8001)
+    assert launch.gate.upstream == "http://127.0.0.1:8002"
+    assert launch.gate.policy.api_key == "k" and launch.gate.policy.task == "generate"
+    pooling = dataclasses.replace(config, task="embed")
+    assert replica_launch(pooling, "0.0.0.0", 8001, 8002, api_key="k").gate.policy.task == (
+        "embed")
+
+
+def test_beyond_loopback_a_replicas_gate_needs_an_api_key(config: EngineConfig) -> None:
+    with pytest.raises(ValueError, match="VLLM_API_KEY"):
+        replica_launch(config, "0.0.0.0", 8001, 8002, api_key=None)
+    with pytest.raises(ValueError, match="VLLM_API_KEY"):
+        replica_launch(config, "0.0.0.0", 8001, 8002, api_key="")
+    assert replica_launch(config, "127.0.0.1", 8001, 8002, api_key=None).gate.policy.api_key is None
+    with pytest.raises(ValueError, match="ports of their own"):
+        replica_launch(config, "127.0.0.1", 8001, 8001, api_key="k")
 
 
 def test_a_model_never_prepared_is_refused_before_vllm_starts(tmp_path: Path) -> None:

@@ -23,9 +23,11 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.01)
     args = parser.parse_args()
     engine = FakeEngine(MODEL, token_delay_s=args.token_delay)
-    state = metered_state(engine, load_settings(profile="test"))
+    settings = load_settings(profile="test")
+    state = metered_state(engine, settings)
     uvicorn.run(create_app(state, manage_engines=False), host="127.0.0.1", port=args.port,
-                log_level="warning")
+                log_level="warning",
+                forwarded_allow_ips=list(settings.forwarded_allow_ips))  # as serve does
 
 
 if __name__ == "__main__":

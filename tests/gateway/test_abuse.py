@@ -68,23 +68,27 @@ def test_throttle_when_an_address_fails_too_often_then_429_until_the_window_pass
     now = [0.0]
     throttle = FailedAuthThrottle(3, 60, clock=lambda: now[0])
     for _ in range(3):
-        throttle.check("1.2.3.4")
         throttle.failed("1.2.3.4")
     with pytest.raises(RateLimitError) as refused:
-        throttle.check("1.2.3.4")
+        throttle.failed("1.2.3.4")
     assert refused.value.retry_after == 60
-    throttle.check("5.6.7.8")  # another address is not affected
+    throttle.failed("5.6.7.8")  # another address is not affected
     now[0] = 61
-    throttle.check("1.2.3.4")
+    throttle.failed("1.2.3.4")
 
 
-async def test_auth_when_keys_are_guessed_then_the_address_gets_429s() -> None:
+async def test_auth_when_keys_are_guessed_then_failures_get_429s_and_the_right_key_passes(
+) -> None:
     auth = AuthSettings(admin_key=SecretStr(ADMIN_KEY), failed_auth_limit=3)
     async with client_of(FakeEngine(MODEL), auth=auth) as client:
         codes = [(await client.get("/v1/models", headers={"authorization": f"Bearer g{i}"})
                   ).status_code for i in range(5)]
         assert codes == [401, 401, 401, 429, 429]
-        refused = await client.get("/v1/models")  # even the right key waits out the window
+        # Only failures are throttled: the right key from the same address is served, on
+        # /v1 and on the admin routes alike, while a wrong one still waits out the window.
+        assert (await client.get("/v1/models")).status_code == 200
+        assert (await client.get("/admin/engines")).status_code == 200
+        refused = await client.get("/v1/models", headers={"authorization": "Bearer g9"})
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
 
 

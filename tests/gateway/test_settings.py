@@ -77,6 +77,20 @@ def test_a_model_written_back_as_yaml_reads_the_same() -> None:
         assert ModelSettings(**yaml.safe_load(yaml.safe_dump(model.to_dict()))) == model, name
 
 
+def test_orphan_after_s_when_not_longer_than_the_stream_deadline_then_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Recovery would close a stream still running (engine or relayed) and bill it nothing."""
+    for orphan in ("1800", "60"):
+        monkeypatch.setenv("LLMGW_METERING__ORPHAN_AFTER_S", orphan)
+        with pytest.raises(ValidationError) as refused:
+            load_settings(profile="dev")
+        assert "metering.orphan_after_s" in str(refused.value)
+        assert "limits.stream_deadline_s (1800 s)" in str(refused.value)
+    monkeypatch.setenv("LLMGW_LIMITS__STREAM_DEADLINE_S", "59")
+    assert load_settings(profile="dev").metering.orphan_after_s == 60
+
+
 def test_a_copy_is_validated_again() -> None:
     model = ModelSettings()
     assert dataclasses.replace(model, enabled=False).enabled is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -13,6 +14,7 @@ from engine.config import EngineOptions
 from gateway.settings import ModelSettings
 from tests.helm.chart import (
     CHART,
+    GOOD_VALUES,
     container,
     find,
     install_tools,
@@ -167,7 +169,10 @@ def test_keda_scales_the_engine_workload_on_queue_depth(helm: Path) -> None:
     assert "replicas" not in workload["spec"]  # KEDA owns the replica count
     query = scaled["spec"]["triggers"][0]["metadata"]["query"]
     assert 'vllm:num_requests_waiting{model_name="smollm2-135m-instruct"' in query
-    assert find(docs, "ServiceMonitor")["spec"]["endpoints"][0]["path"] == "/metrics"
+    # Prometheus scrapes the engines (no credentials) for the queue depth KEDA reads.
+    engines = find(docs, "ServiceMonitor", "-engine")
+    assert engines["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert "authorization" not in engines["spec"]["endpoints"][0]
 
 
 def test_engine_compile_cache_is_an_empty_dir_unless_a_claim_is_given(helm: Path) -> None:
@@ -186,3 +191,84 @@ def test_engine_compile_cache_is_an_empty_dir_unless_a_claim_is_given(helm: Path
         assert (env["VLLM_CACHE_ROOT"], env["TORCHINDUCTOR_CACHE_DIR"]) == (
             "/cache/vllm", "/cache/inductor")
         assert env["VLLM_USE_AOT_COMPILE"] == "0"  # a CPU engine: as EngineConfig.environment
+
+
+def engine_pods(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")
+            and d["metadata"]["labels"].get("app.kubernetes.io/component") == "engine"]
+
+
+def gate_params(gate: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar's arguments as `llm-gateway engine gate` parses them (cli/engine.py)."""
+    from typer.main import get_command
+
+    from cli.engine import app
+
+    assert gate["command"] == ["llm-gateway", "engine", "gate"]
+    command = get_command(app).commands["gate"]  # type: ignore[attr-defined]
+    return dict(command.make_context("gate", list(gate["args"])).params)
+
+
+@pytest.mark.parametrize("values", GOOD_VALUES, ids=lambda p: p.stem)
+def test_engine_pods_open_only_the_gate_and_vllm_listens_on_loopback(
+    helm: Path, values: Path,
+) -> None:
+    docs = manifests(render(helm, values))
+    slim = container(find(docs, "Deployment", "-gateway-gateway"), "gateway")["image"]
+    secret_key = None
+    for workload in engine_pods(docs):
+        engine, gate = container(workload, "engine"), container(workload, "gate")
+        args = engine["args"]
+        assert args[args.index("--host") + 1] == "127.0.0.1"
+        engine_port = int(args[args.index("--port") + 1])
+        assert "ports" not in engine
+        port = gate["ports"][0]
+        assert port["name"] == "http" and port["containerPort"] != engine_port
+        params = gate_params(gate)
+        assert (params["host"], params["port"], params["engine_port"]) == (
+            "0.0.0.0", port["containerPort"], engine_port)
+        assert params["drain_s"] == int(args[args.index("--shutdown-timeout") + 1])
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):  # through the gate
+            assert engine[probe]["httpGet"] == {"path": "/health", "port": port["containerPort"]}
+        keys = [{e["name"]: e for e in c["env"]}["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"]
+                for c in (engine, gate)]
+        assert keys[0] == keys[1] and keys[0] == (secret_key or keys[0])
+        secret_key = keys[0]
+        assert gate["image"] == slim  # the gateway's image: no vLLM
+        assert gate["securityContext"]["readOnlyRootFilesystem"] is True
+    services = [d for d in docs if d["kind"] == "Service"
+                and d["metadata"]["labels"]["app.kubernetes.io/component"] == "engine"]
+    assert services and all(p["targetPort"] == "http" for s in services
+                            for p in s["spec"]["ports"])
+    for policy in (d for d in docs if d["kind"] == "NetworkPolicy"
+                   and d["metadata"]["name"].endswith("-engine")):
+        assert [rule["ports"] for rule in policy["spec"]["ingress"]] == [
+            [{"port": "http", "protocol": "TCP"}]]
+
+
+def test_a_pooling_models_gate_admits_embeddings_a_generating_ones_generate(
+    helm: Path, tmp_path: Path,
+) -> None:
+    values = tmp_path / "embed.yaml"
+    values.write_text(yaml.safe_dump({**OWN_MODEL, "models": {
+        **OWN_MODEL["models"], "minilm": {"settings": {"task": "embed"}}}}))
+    docs = manifests(render(helm, values))
+    tasks = {w["metadata"]["labels"]["llm-gateway.io/model"]:
+             gate_params(container(w, "gate"))["task"] for w in engine_pods(docs)}
+    assert tasks == {"qwen2-5-7b-instruct": "generate", "minilm": "embed"}
+
+
+@pytest.mark.parametrize("sets,message", [
+    (("engineDefaults.extraArgs={--host,0.0.0.0}",), "loopback behind the pod's gate"),
+    (("engineDefaults.extraArgs={--port=8001}",), "loopback behind the pod's gate"),
+    (("engineDefaults.extraArgs={--api-key,other}",), "loopback behind the pod's gate"),
+    (("engineDefaults.gate.enginePort=8001",), "must differ"),
+])
+def test_values_that_would_expose_vllm_beside_its_gate_fail_the_render(
+    helm: Path, sets: tuple[str, ...], message: str,
+) -> None:
+    args = ["template", "rel", str(CHART), "--set", "exampleModel.enabled=true"]
+    for item in sets:
+        args += ["--set", item]
+    refused = run_helm(helm, *args)
+    assert refused.returncode != 0 and message in refused.stderr

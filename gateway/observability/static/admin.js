@@ -90,6 +90,8 @@ function termsFrom(prefix) {
     rpm: numberOrNull($(`${prefix}-rpm`).value),
     tpm: numberOrNull($(`${prefix}-tpm`).value),
     max_parallel_requests: numberOrNull($(`${prefix}-parallel`).value),
+    weight: numberOrNull($(`${prefix}-weight`).value),
+    priority: numberOrNull($(`${prefix}-priority`).value),
   };
 }
 
@@ -100,6 +102,8 @@ function fillTerms(prefix, item) {
   $(`${prefix}-rpm`).value = item.rpm ?? "";
   $(`${prefix}-tpm`).value = item.tpm ?? "";
   $(`${prefix}-parallel`).value = item.max_parallel_requests ?? "";
+  $(`${prefix}-weight`).value = item.weight ?? "";
+  $(`${prefix}-priority`).value = item.priority ?? "";
 }
 
 function limitCells(row, item) {
@@ -109,6 +113,8 @@ function limitCells(row, item) {
   cell(row, item.rpm ?? "–");
   cell(row, item.tpm ?? "–");
   cell(row, item.max_parallel_requests ?? "–");
+  cell(row, item.weight ?? "–").className = "weight";
+  cell(row, item.priority ?? "–").className = "priority";
 }
 
 // ---- keys -----------------------------------------------------------------------

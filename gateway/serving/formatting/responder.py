@@ -71,6 +71,6 @@ def running_usage(mode: StreamUsage, tally: Tally) -> Json | None:
     """vLLM's ``continuous_usage_stats``: the counts so far on every chunk."""
     if mode != "continuous":
         return None
-    usage = tally.usage()
-    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-            "total_tokens": usage.total_tokens}
+    prompt, completion = tally.prompt_tokens, tally.completion_tokens  # no reasoning count:
+    return {"prompt_tokens": prompt, "completion_tokens": completion,  # it decodes, per chunk
+            "total_tokens": prompt + completion}

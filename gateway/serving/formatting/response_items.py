@@ -3,7 +3,9 @@
 ``ItemStream`` turns the pieces a choice yields (text, tool-call pieces) into the official
 event sequence: ``response.output_item.added``, ``response.content_part.added``,
 ``response.output_text.delta`` ... ``.done``, and for function calls
-``response.function_call_arguments.delta`` ... ``.done``; it keeps the finished items, so
+``response.function_call_arguments.delta`` ... ``.done``, and for a reasoning model's span a
+``reasoning`` item with ``response.reasoning_text.delta`` ... ``.done``; it keeps the
+finished items, so
 the final ``response.completed`` carries exactly what was streamed.
 """
 
@@ -37,9 +39,16 @@ def call_item(item: str, call_id: str, name: str, arguments: str, status: str) -
             "arguments": arguments, "status": status}
 
 
-def whole_items(read: Extracted, status: str) -> list[Json]:
-    """The output items of a whole answer: its text (if any), then its calls."""
-    items = []
+def reasoning_item(item: str, text: str, status: str) -> Json:
+    return {"type": "reasoning", "id": item, "status": status, "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}] if status != "in_progress"
+            else []}
+
+
+def whole_items(read: Extracted, status: str, reasoning: str | None = None) -> list[Json]:
+    """The output items of a whole answer: its reasoning (if any), its text (if any), then
+    its calls."""
+    items = [] if reasoning is None else [reasoning_item(item_id("rs"), reasoning, status)]
     if read.content or not read.calls:
         items.append(message_item(item_id("msg"), read.content or "", status))
     items += [call_item(item_id("fc"), c.id, c.name, c.arguments, status) for c in read.calls]
@@ -52,7 +61,7 @@ class _Open:
 
     index: int
     item: str
-    kind: str  # "message" or "function_call"
+    kind: str  # "message", "function_call" or "reasoning"
     text: list[str] = field(default_factory=list)
     call_id: str = ""
     name: str = ""
@@ -64,6 +73,19 @@ class ItemStream:
         self._open: _Open | None = None
         self._calls: dict[int, _Open] = {}  # by call index
         self._next_index = 0
+
+    def reason(self, text: str) -> list[Json]:
+        """A piece of the reasoning span: one reasoning item, before the answer's."""
+        events: list[Json] = []
+        if self._open is not None and self._open.kind != "reasoning":
+            events += self._finish("completed")
+        if self._open is None:
+            self._open = self._start("reasoning", "rs")
+            events.append(self._added(reasoning_item(self._open.item, "", "in_progress")))
+        self._open.text.append(text)
+        events.append({"type": "response.reasoning_text.delta", **self._where(),
+                       "delta": text})
+        return events
 
     def feed(self, piece: Piece) -> list[Json]:
         events: list[Json] = []
@@ -131,7 +153,11 @@ class ItemStream:
         opened, self._open = self._open, None
         assert opened is not None
         text = "".join(opened.text)
-        if opened.kind == "message":
+        if opened.kind == "reasoning":
+            item = reasoning_item(opened.item, text, status)
+            events = [{"type": "response.reasoning_text.done", "item_id": opened.item,
+                       "output_index": opened.index, "content_index": 0, "text": text}]
+        elif opened.kind == "message":
             where = {"item_id": opened.item, "output_index": opened.index, "content_index": 0}
             item = message_item(opened.item, text, status)
             events = [{"type": "response.output_text.done", **where, "text": text,

@@ -19,6 +19,7 @@ from gateway.serving.accounting import Settled
 from gateway.serving.formatting.responder import Json, json_data
 from gateway.serving.formatting.response_items import ItemStream, numbered, whole_items
 from gateway.serving.plan import GenerationPlan
+from gateway.serving.reasoning import Reasoner, Split
 from gateway.serving.run import RequestRun
 from gateway.serving.tally import Tally
 from gateway.serving.toolcalls.calls import Extracted, Piece
@@ -45,7 +46,7 @@ def response_usage(tally: Tally, settled: Settled | None) -> Json:
     body: Json = {"input_tokens": usage.prompt_tokens,
                   "input_tokens_details": {"cached_tokens": usage.cached_tokens},
                   "output_tokens": usage.completion_tokens,
-                  "output_tokens_details": {"reasoning_tokens": 0},
+                  "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens or 0},
                   "total_tokens": usage.total_tokens}
     if settled is not None and settled.cost is not None:
         body["cost"] = float(settled.cost)
@@ -54,8 +55,9 @@ def response_usage(tally: Tally, settled: Settled | None) -> Json:
 
 class ResponsesResponder:
     def __init__(self, plan: GenerationPlan, echo: ResponseEcho, tokenizer: Any,
-                 keep: Keep) -> None:
+                 keep: Keep, reasoner: Reasoner | None = None) -> None:
         self._plan = plan
+        self._reasoner = reasoner  # a reasoning model: its span as a reasoning item
         self._echo = echo
         self._tokenizer = tokenizer
         self._keep = keep
@@ -81,8 +83,10 @@ class ResponsesResponder:
 
     async def full(self, tally: Tally, settled: Settled) -> Json:
         status = self._status(tally)
-        body = self._response(status, whole_items(self._read(tally.choices[0].text), status),
-                              response_usage(tally, settled))
+        text = tally.choices[0].text
+        split = Split(None, text) if self._reasoner is None else self._reasoner.split(text)
+        items = whole_items(self._read(split.content or ""), status, split.reasoning)
+        body = self._response(status, items, response_usage(tally, settled))
         await self._keep(body)
         return body
 
@@ -98,11 +102,16 @@ class ResponsesResponder:
             yield event
         tools = self._plan.tools
         reader = None if tools is None else call_stream(tools, self._tokenizer)
+        thinking = None if self._reasoner is None else self._reasoner.stream()
         async for out in run.outputs():
             for delta in out.choices:
-                piece = (Piece(delta.text) if reader is None
-                         else reader.feed(delta.text, delta.token_ids))
-                events = self._items.feed(piece)
+                split = (Split(None, delta.text) if thinking is None
+                         else thinking.feed(delta.text, delta.token_ids))
+                events = [] if split.reasoning is None else self._items.reason(split.reasoning)
+                text = split.content or ""
+                piece = (Piece(text) if reader is None
+                         else reader.feed(text, delta.token_ids))
+                events += self._items.feed(piece)
                 if delta.finish_reason is not None:
                     if reader is not None:
                         events += self._items.feed(reader.end())

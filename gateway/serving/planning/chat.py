@@ -1,13 +1,19 @@
-"""A chat completion body to a plan: messages through the model's chat template."""
+"""A chat completion body to a plan: messages through the model's chat template.
+
+``build_chat_plan`` is plain CPU work (schemas checked, messages rendered and tokenised):
+the pipeline runs it where ``gateway/serving/offload`` decides, off the event loop unless
+the request is light.
+"""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from gateway.errors import InvalidRequestError
 from gateway.openai.bodies import REFUSED_CHAT_FIELDS, ChatCompletionRequest, ChatMessage
 from gateway.serving.plan import GenerationPlan, ToolPlan, ToolSpec
+from gateway.serving.planning.bounds import check_counts
+from gateway.serving.planning.progress import Mark, unmarked
 from gateway.serving.planning.sampling import max_tokens, refuse, sampling_spec, stream_usage
 from gateway.serving.planning.structured import structured_output
 from gateway.serving.planning.tools import forced_output, template_tools, tool_plan
@@ -31,6 +37,7 @@ class ModelView:
     context: int
     tool_parser: str | None = None
     relayed: bool = False  # an upstream API reads tools itself: plan only the token count
+    reasoning_switch: str | None = None  # the template variable reasoning_effort sets
 
 
 def _tool_calls(message: ChatMessage, i: int) -> tuple[RenderedToolCall, ...]:
@@ -58,17 +65,25 @@ def _message(message: ChatMessage, i: int) -> RenderedMessage:
                            message.name if message.role in ("function", "tool") else None)
 
 
-def _template_kwargs(body: ChatCompletionRequest) -> tuple[tuple[str, object], ...]:
+def _template_kwargs(body: ChatCompletionRequest,
+                     switch: str | None) -> tuple[tuple[str, object], ...]:
     kwargs = body.chat_template_kwargs or {}
     bad = sorted(k for k in kwargs if k in _RESERVED_TEMPLATE_KWARGS or not k.isidentifier())
     if bad:
         raise InvalidRequestError(f"chat_template_kwargs may not set {bad}",
                                   param="chat_template_kwargs")
-    return tuple(kwargs.items())
+    effort = body.reasoning_effort
+    if effort is None:
+        return tuple(kwargs.items())
+    if switch is None:
+        raise InvalidRequestError(f"model '{body.model}' declares no reasoning switch: "
+                                  "reasoning_effort is not supported", param="reasoning_effort")
+    thinking = effort not in ("none", "minimal")  # the effort itself, for templates reading it
+    return tuple({**kwargs, switch: thinking, "reasoning_effort": effort}.items())
 
 
 def _prompt(body: ChatCompletionRequest, tools: tuple[dict[str, object], ...],
-            limits: LimitSettings) -> ChatPrompt:
+            limits: LimitSettings, switch: str | None = None) -> ChatPrompt:
     if not body.messages:
         raise InvalidRequestError("'messages' must contain at least one message", param="messages")
     if len(body.messages) > limits.max_messages:
@@ -80,7 +95,7 @@ def _prompt(body: ChatCompletionRequest, tools: tuple[dict[str, object], ...],
                                   "add_generation_prompt false", param="continue_final_message")
     prompt = ChatPrompt(
         tuple(_message(m, i) for i, m in enumerate(body.messages)), tools,
-        _template_kwargs(body),
+        _template_kwargs(body, switch),
         add_generation_prompt=not continue_final and body.add_generation_prompt is not False,
         continue_final_message=continue_final)
     if prompt.chars > limits.max_prompt_chars:
@@ -98,13 +113,20 @@ def _checked(body: ChatCompletionRequest) -> None:
         raise InvalidRequestError("top_logprobs requires logprobs=true", param="top_logprobs")
 
 
-async def plan_chat(body: ChatCompletionRequest, model: ModelView,
-                    limits: LimitSettings) -> GenerationPlan:
+def _constraint_field(body: ChatCompletionRequest) -> str:
+    return "structured_outputs" if body.structured_outputs is not None else "response_format"
+
+
+def build_chat_plan(body: ChatCompletionRequest, model: ModelView, limits: LimitSettings,
+                    mark: Mark = unmarked) -> GenerationPlan:
+    check_counts(body, limits)  # cheapest first: counts before any schema or text
     _checked(body)
     tools: ToolPlan | None = None
     shown: tuple[ToolSpec, ...] = ()
     if not model.relayed:
+        mark("functions" if body.functions is not None else "tools")
         tools, shown = tool_plan(body, model.tool_parser, limits)
+    mark(_constraint_field(body))
     structured, constraint_param = structured_output(body, limits)
     if tools is not None and (forced := forced_output(tools)) is not None:
         if structured is not None:
@@ -112,8 +134,10 @@ async def plan_chat(body: ChatCompletionRequest, model: ModelView,
                 f"{constraint_param} cannot be combined with a required or named tool choice",
                 param=constraint_param)
         structured, constraint_param = forced, "tool_choice"
-    prompt = _prompt(body, template_tools(shown), limits)
-    ids = await asyncio.to_thread(model.renderer.render_chat, prompt)
+    mark("messages")
+    prompt = _prompt(body, template_tools(shown), limits,
+                     None if model.relayed else model.reasoning_switch)
+    ids = model.renderer.render_chat(prompt)
     budget = max_tokens(body.max_completion_tokens or body.max_tokens, len(ids), model.context,
                         limits, "messages")
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
@@ -123,4 +147,10 @@ async def plan_chat(body: ChatCompletionRequest, model: ModelView,
                                structured),
         stream=bool(body.stream), stream_usage=stream_usage(body), tools=tools,
         constraint_param=constraint_param, user=body.user)
+
+
+async def plan_chat(body: ChatCompletionRequest, model: ModelView,
+                    limits: LimitSettings) -> GenerationPlan:
+    """``build_chat_plan`` on the caller's event loop (a light request, a test)."""
+    return build_chat_plan(body, model, limits)
 

@@ -1,14 +1,15 @@
-"""An embeddings body to a plan: each input as the token ids the model's encoder reads."""
+"""An embeddings body to a plan: each input as the token ids the model's encoder reads.
+``build_embedding_plan`` is plain CPU work, run where ``gateway/serving/offload`` decides."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from gateway.errors import ContextLengthError, InvalidRequestError
 from gateway.openai.embedding_bodies import EmbeddingsRequest
 from gateway.serving.planning.inputs import as_inputs
+from gateway.serving.planning.progress import Mark, unmarked
 from gateway.settings import LimitSettings
 
 Encoding = Literal["float", "base64"]
@@ -51,21 +52,29 @@ class EmbeddingPlan:
     def worst_case_tokens(self) -> int:
         return self.prompt_tokens
 
+    @property
+    def sequences(self) -> int:
+        return 1  # one forward pass per input, none held while others decode
 
-async def _ids(item: str | list[int], encoder: InputEncoder, param: str) -> tuple[int, ...]:
+    @property
+    def fanout_param(self) -> str:
+        return "input"
+
+
+def _ids(item: str | list[int], encoder: InputEncoder, param: str) -> tuple[int, ...]:
     if isinstance(item, str):
         if not item:
             raise InvalidRequestError("an input must not be empty", param=param)
-        return tuple(await asyncio.to_thread(encoder.encode_input, item))
+        return tuple(encoder.encode_input(item))
     if not item or any(i >= encoder.vocab_size for i in item):
         raise InvalidRequestError(f"token ids must be in [0, {encoder.vocab_size})",
                                   param=param)
     return tuple(item)
 
 
-async def plan_embeddings(body: EmbeddingsRequest, encoder: InputEncoder, context: int,
-                          dimensions: tuple[int, ...],
-                          limits: LimitSettings) -> EmbeddingPlan:
+def build_embedding_plan(body: EmbeddingsRequest, encoder: InputEncoder, context: int,
+                         dimensions: tuple[int, ...], limits: LimitSettings,
+                         mark: Mark = unmarked) -> EmbeddingPlan:
     """``dimensions``: the sizes this (Matryoshka) model can shorten to; empty: none."""
     items = as_inputs(body.input)
     if not items or len(items) > limits.max_embedding_inputs:
@@ -76,9 +85,10 @@ async def plan_embeddings(body: EmbeddingsRequest, encoder: InputEncoder, contex
             f"model '{body.model}' cannot shorten its embeddings to {body.dimensions} "
             f"dimensions" + (f" (it offers {list(dimensions)})" if dimensions else ""),
             param="dimensions")
-    many = len(items) > 1
-    inputs = [await _ids(item, encoder, f"input.{i}" if many else "input")
-              for i, item in enumerate(items)]
+    many, inputs = len(items) > 1, []
+    for i, item in enumerate(items):
+        mark(f"input.{i}" if many else "input")
+        inputs.append(_ids(item, encoder, f"input.{i}" if many else "input"))
     for i, ids in enumerate(inputs):
         if len(ids) > context:
             raise ContextLengthError(
@@ -86,3 +96,10 @@ async def plan_embeddings(body: EmbeddingsRequest, encoder: InputEncoder, contex
                 f"{i} has {len(ids)} tokens.", param=f"input.{i}" if many else "input")
     return EmbeddingPlan(body.model, tuple(inputs), body.encoding_format or "float",
                          body.dimensions, body.user)
+
+
+async def plan_embeddings(body: EmbeddingsRequest, encoder: InputEncoder, context: int,
+                          dimensions: tuple[int, ...],
+                          limits: LimitSettings) -> EmbeddingPlan:
+    """``build_embedding_plan`` on the caller's event loop (a light request, a test)."""
+    return build_embedding_plan(body, encoder, context, dimensions, limits)

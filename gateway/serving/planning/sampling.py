@@ -57,17 +57,35 @@ def max_tokens(requested: int | None, prompt_len: int, context: int, limits: Lim
     return requested
 
 
+def _token_key(key: str, vocab_size: int) -> int | None:
+    """A logit_bias key as a token id: ASCII digits only (``"²".isdigit()`` is true, and
+    ``int`` reads other scripts' digits too), at most as long as the largest id."""
+    if not key.isascii() or not key.isdigit() or len(key) > len(str(vocab_size)):
+        return None
+    token = int(key)
+    return token if token < vocab_size else None
+
+
 def _logit_bias(body: SamplingBody, vocab_size: int) -> tuple[tuple[int, float], ...]:
     pairs = []
     for key, bias in (body.logit_bias or {}).items():
-        if not key.isdigit() or not 0 <= int(key) < vocab_size:
+        if (token := _token_key(key, vocab_size)) is None:
             raise InvalidRequestError(
-                f"logit_bias keys must be token ids in [0, {vocab_size})", param="logit_bias")
-        if not -100 <= bias <= 100:
+                f"logit_bias keys must be token ids in [0, {vocab_size}) written in ASCII "
+                f"digits; got {key[:20]!r}", param="logit_bias")
+        if not -100 <= bias <= 100:  # NaN fails this too
             raise InvalidRequestError("logit_bias values must be in [-100, 100]",
                                       param="logit_bias")
-        pairs.append((int(key), float(bias)))
+        pairs.append((token, float(bias)))
     return tuple(sorted(pairs))
+
+
+def _top_k(top_k: int | None, vocab_size: int) -> int:
+    """vLLM's top_k: 0 is off, and so is -1 or any k that keeps the whole vocabulary (an
+    int64 overflow otherwise, past vLLM's validation, in its engine's transport)."""
+    if top_k is not None and top_k < -1:
+        raise InvalidRequestError("top_k must be -1 (off), 0 (off) or positive", param="top_k")
+    return top_k if top_k is not None and 0 < top_k < vocab_size else 0
 
 
 def _token_ids(ids: list[int] | None, vocab_size: int, param: str) -> tuple[int, ...]:
@@ -92,8 +110,6 @@ def sampling_spec(body: SamplingBody, max_tokens: int, logprobs: int | None,
     n = body.n or 1
     if n > limits.max_n:
         raise InvalidRequestError(f"n must be at most {limits.max_n}", param="n")
-    if body.top_k is not None and body.top_k < -1:
-        raise InvalidRequestError("top_k must be -1 (off), 0 (off) or positive", param="top_k")
     if body.min_tokens is not None and body.min_tokens > max_tokens:
         raise InvalidRequestError("min_tokens must not exceed max_tokens", param="min_tokens")
     if body.allowed_token_ids is not None and not body.allowed_token_ids:
@@ -114,7 +130,7 @@ def sampling_spec(body: SamplingBody, max_tokens: int, logprobs: int | None,
         logit_bias=_logit_bias(body, vocab_size),
         structured=structured,
         ignore_eos=bool(body.ignore_eos),
-        top_k=max(0, body.top_k or 0),
+        top_k=_top_k(body.top_k, vocab_size),
         min_p=body.min_p or 0.0,
         repetition_penalty=1.0 if body.repetition_penalty is None else body.repetition_penalty,
         min_tokens=body.min_tokens or 0,

@@ -17,7 +17,7 @@ from gateway.errors import InvalidRequestError
 from gateway.openai.bodies import ChatCompletionRequest
 from gateway.openai.tool_bodies import FunctionDefinition, NamedFunction, NamedToolChoice
 from gateway.serving.plan import ToolPlan, ToolSpec
-from gateway.serving.planning.structured import checked_schema, compact
+from gateway.serving.planning.schemas import checked_schema, compact
 from gateway.settings import LimitSettings
 
 EMPTY_OBJECT: dict[str, Any] = {"type": "object", "properties": {}}
@@ -93,14 +93,35 @@ def forced_output(plan: ToolPlan) -> StructuredOutput | None:
         return StructuredOutput("json", spec.parameters or compact(EMPTY_OBJECT))
     if plan.mode != "required":
         return None
+    parameters = [json.loads(t.parameters or compact(EMPTY_OBJECT)) for t in plan.tools]
+    defs = _hoisted_defs(parameters)
     calls = [{"type": "object",
               "properties": {"name": {"type": "string", "enum": [t.name]},
-                             "parameters": json.loads(t.parameters or compact(EMPTY_OBJECT))},
-              "required": ["name", "parameters"]} for t in plan.tools]
+                             "parameters": p},
+              "required": ["name", "parameters"]} for t, p in zip(plan.tools, parameters,
+                                                                  strict=True)]
     schema: dict[str, Any] = {"type": "array", "minItems": 1, "items": {"anyOf": calls}}
     if not plan.parallel:
         schema["maxItems"] = 1
+    if defs:
+        schema["$defs"] = defs
     return StructuredOutput("json", compact(schema))
+
+
+def _hoisted_defs(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each tool's ``$defs``, moved to the root of the ``required`` schema: a tool's
+    ``#/$defs/X`` reference means its own root, which is the combined schema's root once
+    the tools are nested in it. Two tools defining one name differently are a 400."""
+    defs: dict[str, Any] = {}
+    for i, schema in enumerate(parameters):
+        for name, definition in (schema.pop("$defs", None) or {}).items():
+            if name in defs and defs[name] != definition:
+                raise InvalidRequestError(
+                    f"tools define '$defs/{name}' differently; with tool_choice 'required' "
+                    "their definitions share one namespace",
+                    param=f"tools.{i}.function.parameters")
+            defs[name] = definition
+    return defs
 
 
 def template_tools(specs: tuple[ToolSpec, ...]) -> tuple[dict[str, Any], ...]:

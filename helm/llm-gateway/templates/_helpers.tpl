@@ -161,7 +161,7 @@ gateway-only change (routing, tool parser, chat template) never restarts an engi
 tests/helm/test_chart.py checks this list against the settings.
 */}}
 {{- define "llm-gateway.gatewaySettingKeys" -}}
-enabled quantized replicas replicas_dns replica_api_key_env routing tool_parser chat_template embedding_dimensions fallbacks
+enabled quantized replicas replicas_dns replica_api_key_env routing tool_parser chat_template embedding_dimensions fallbacks reasoning_parser reasoning_switch max_loras max_lora_rank
 {{- end -}}
 
 {{/* The settings environment shared by gateway and engine containers. */}}
@@ -178,17 +178,51 @@ enabled quantized replicas replicas_dns replica_api_key_env routing tool_parser 
   value: /tmp/huggingface
 {{- end -}}
 
+{{/*
+Where the gateway's books (ledger, keys, tenants, budgets, files) live: "volume" (the one
+gateway's SQLite ledger on its data PersistentVolumeClaim) or "database" (a database URL:
+the chart's PostgreSQL, secrets.databaseUrl, an existingSecret's with persistence off, or the
+shared one several gateways need; /data is then an emptyDir and the pod does not start
+without the URL). Never the ledger on an emptyDir: that fails the render.
+*/}}
+{{- define "llm-gateway.gatewayBooks" -}}
+{{- $g := .Values.gateway -}}
+{{- $s := .Values.secrets -}}
+{{- $several := or $g.autoscaling.enabled (gt (int $g.replicas) 1) -}}
+{{- if or $several .Values.postgresql.enabled $s.databaseUrl -}}
+database
+{{- else if $g.persistence.enabled -}}
+volume
+{{- else if $s.existingSecret -}}
+database
+{{- else -}}
+{{- fail "gateway.persistence.enabled=false without a database URL would keep the ledger, keys and files on an emptyDir, lost at every rollout: keep gateway.persistence on, or set secrets.databaseUrl (or postgresql.enabled)" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A storage quantity ("20Gi"; Mi, Gi or Ti) in bytes. */}}
+{{- define "llm-gateway.quantityBytes" -}}
+{{- $units := dict "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- $number := regexReplaceAll "^([0-9]+)(Mi|Gi|Ti)$" . "${1}" -}}
+{{- $unit := regexReplaceAll "^([0-9]+)(Mi|Gi|Ti)$" . "${2}" -}}
+{{- mul (int64 $number) (get $units $unit) -}}
+{{- end -}}
+
 {{- define "llm-gateway.secretEnv" -}}
 {{- $s := .Values.secrets -}}
 - name: {{ $s.env.adminKey }}
   valueFrom:
     secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.adminKey }}}
+# Required unless the books are on the gateway's volume: no ledger on an emptyDir.
 - name: {{ $s.env.databaseUrl }}
   valueFrom:
-    secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.databaseUrl }}, optional: true}
+    secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.databaseUrl }}, optional: {{ eq (include "llm-gateway.gatewayBooks" .) "volume" }}}
 - name: {{ $s.env.redisUrl }}
   valueFrom:
     secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.redisUrl }}, optional: true}
+- name: {{ $s.env.metricsToken }}
+  valueFrom:
+    secretKeyRef: {name: {{ include "llm-gateway.secretName" . }}, key: {{ $s.keys.metricsToken }}}
 {{ include "llm-gateway.engineKeyEnv" (dict "root" . "name" $s.env.engineApiKey) }}
 {{- end -}}
 
@@ -449,8 +483,8 @@ own parser and holds them equal). dict "model" NAME "spec" SPEC, as a YAML list.
 
 {{/*
 The engine container: vLLM's own server (`vllm serve` in the official image) with the model's
-flags, the bind address and drain, then engine.extraArgs (a flag the settings own is refused).
-dict "model" NAME "spec" SPEC "e" ENGINE-VALUES
+flags, the bind address (loopback: the pod's gate sidecar is its one door) and drain, then
+engine.extraArgs (a flag the settings own is refused). dict "model" NAME "spec" SPEC "e" ENGINE-VALUES
 */}}
 {{- define "llm-gateway.engineCommand" -}}
 {{- $args := fromYamlArray (include "llm-gateway.vllmArgs" .) -}}
@@ -458,15 +492,18 @@ dict "model" NAME "spec" SPEC "e" ENGINE-VALUES
 {{- if and (hasPrefix "--" .) (has (regexReplaceAll "=.*$" . "") $args) -}}
 {{- fail (printf "model %s: engine.extraArgs sets %s, which the model's settings own" $.model .) -}}
 {{- end -}}
+{{- if has (regexReplaceAll "=.*$" . "") (list "--host" "--port" "--uds" "--api-key") -}}
+{{- fail (printf "model %s: engine.extraArgs sets %s: vLLM listens on loopback behind the pod's gate (engine.port, engine.gate.enginePort) with the chart's engine API key" $.model .) -}}
+{{- end -}}
 {{- end -}}
 command:
   {{- toYaml .e.command | nindent 2 }}
 args:
   {{- toYaml $args | nindent 2 }}
   - --host
-  - 0.0.0.0
+  - 127.0.0.1
   - --port
-  - {{ .e.port | quote }}
+  - {{ .e.gate.enginePort | quote }}
   - --shutdown-timeout
   - {{ .e.drainSeconds | quote }}
   {{- range .e.extraArgs }}

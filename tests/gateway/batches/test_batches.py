@@ -97,6 +97,30 @@ async def test_batch_when_input_has_bad_lines_then_failed_naming_each_line(
                          (4, "invalid_method")]
 
 
+async def test_batch_when_a_line_is_over_the_body_limit_then_failed_naming_that_line(
+    database_url: str,
+) -> None:
+    """As OpenAI validates an input file: the batch fails at creation, naming the line (a
+    line is capped at the request body limit and is never parsed past it)."""
+    base = batch_settings(database_url)
+    limits = base.limits.model_copy(update={"max_body_bytes": 2048})
+    async with served(FakeEngine(MODEL), base.model_copy(update={"limits": limits})) as server:
+        (key,) = await _keys(server.base_url, "acme")
+        client = sdk(server.base_url, key)
+        lines = input_file(MODEL, 3).getvalue().decode().splitlines()
+        huge = json.loads(lines[1])
+        huge["body"]["messages"][0]["content"] = "x" * 4096
+        data = io.BytesIO("\n".join([lines[0], json.dumps(huge), lines[2]]).encode())
+        upload = await client.files.create(file=("huge.jsonl", data), purpose="batch")
+        batch = await client.batches.create(input_file_id=upload.id,
+                                            endpoint="/v1/chat/completions",
+                                            completion_window="24h")
+        assert batch.status == "failed" and batch.errors is not None
+        assert [(e.line, e.code) for e in batch.errors.data or []] == [
+            (2, "request_too_large")]
+        assert batch.request_counts is not None and batch.request_counts.total == 0
+
+
 async def test_files_and_batches_when_other_tenant_asks_then_not_found(
     database_url: str,
 ) -> None:
@@ -187,3 +211,26 @@ async def test_batch_when_lines_force_a_tool_call_then_output_holds_the_calls(
         assert choice["finish_reason"] == "tool_calls"
         assert choice["message"]["tool_calls"][0]["function"] == {
             "name": "get_weather", "arguments": '{"city": "P"}'}
+
+
+async def test_batches_when_two_tenants_run_at_once_then_they_share_the_worker(
+    database_url: str,
+) -> None:
+    """Each running batch gets an equal part of the worker's slots: a second tenant's batch
+    is not held until the first one has run all its lines."""
+    settings = batch_settings(database_url, concurrency=2)
+    async with served(FakeEngine(MODEL, token_delay_s=0.02), settings) as server:
+        acme_key, globex_key = await _keys(server.base_url, "acme", "globex")
+        acme, globex = sdk(server.base_url, acme_key), sdk(server.base_url, globex_key)
+        batches = []
+        for client in (acme, globex):
+            upload = await client.files.create(file=input_file(MODEL, 12), purpose="batch")
+            batches.append(await client.batches.create(
+                input_file_id=upload.id, endpoint="/v1/chat/completions",
+                completion_window="24h"))
+        await wait_completed(globex, batches[1].id, 3)
+        first = await acme.batches.retrieve(batches[0].id)
+        assert first.status == "in_progress" and first.request_counts is not None
+        assert first.request_counts.completed < 12
+        for client, batch in zip((acme, globex), batches, strict=True):
+            assert (await wait_for(client, batch.id, TERMINAL)).status == "completed"

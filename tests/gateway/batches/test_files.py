@@ -156,7 +156,7 @@ async def test_upload_batch_and_output_of_24_mib_when_handled_then_memory_stays_
         peaks["upload"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
         batches = Batches(store, BatchStore(engine), None,  # type: ignore[arg-type]
-                          BatchSettings(max_requests=lines), "gw")
+                          BatchSettings(max_requests=lines), "gw", 1 << 20, 64)
         view = await batches.create(NewBatch("acme", None, "/v1/completions", info.id))
         peaks["create"] = tracemalloc.get_traced_memory()[1]
         async with engine.begin() as connection:
@@ -198,7 +198,7 @@ async def test_batch_create_when_input_is_large_then_the_event_loop_keeps_tickin
         store = FileStore(engine)
         info = await store.upload("acme", "in.jsonl", "batch", pieces())
         batches = Batches(store, BatchStore(engine), None,  # type: ignore[arg-type]
-                          BatchSettings(max_requests=lines), "gw")
+                          BatchSettings(max_requests=lines), "gw", 1 << 20, 64)
         ticker = asyncio.create_task(tick())
         gc.disable()  # a full collection of this test process's heap is no parse's doing
         view = await batches.create(NewBatch("acme", None, "/v1/completions", info.id))

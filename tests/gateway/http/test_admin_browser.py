@@ -115,10 +115,12 @@ def test_admin_page_when_a_key_is_created_used_and_revoked_then_spend_reads_back
 ) -> None:
     _sign_in(driver, gateway)
     tenant = unique()
-    _type(driver, {"tenant-name": tenant, "tenant-budget": "5", "tenant-rpm": "50"})
+    _type(driver, {"tenant-name": tenant, "tenant-budget": "5", "tenant-rpm": "50",
+                   "tenant-weight": "3", "tenant-priority": "2"})
     _click(driver, "tenant-create")
     tenant_row = driver.find_element(By.CSS_SELECTOR, f'#tenants-table tr[data-tenant="{tenant}"]')
     assert _cells(tenant_row)[:5] == [tenant, "all", "5 / month", "0", "50"]
+    assert _cells(tenant_row)[7:9] == ["3", "2"]  # fair share: weight, priority
 
     key_id, secret = _create_key(driver, tenant)
     assert _cells(_key_row(driver, key_id))[1:5] == [tenant, "browser", MODEL, "1 / month"]
@@ -148,9 +150,10 @@ def test_admin_page_when_a_key_is_created_used_and_revoked_then_spend_reads_back
 
     # edit: one request per minute (of two at once, one is refused whatever the minute)
     _key_row(driver, key_id).find_element(By.CLASS_NAME, "edit").click()
-    _type(driver, {"key-edit-rpm": "1"})
+    _type(driver, {"key-edit-rpm": "1", "key-edit-weight": "0.5", "key-edit-priority": "1"})
     _click(driver, "key-edit-save")
     assert _cells(_key_row(driver, key_id))[6] == "1"
+    assert _cells(_key_row(driver, key_id))[9:11] == ["0.5", "1"]
     assert 429 in {_use(gateway, secret).status_code for _ in range(2)}
 
     # rotate (no grace): the page shows the new secret once, the old one stops working
@@ -174,8 +177,8 @@ def test_admin_page_when_a_key_is_created_used_and_revoked_then_spend_reads_back
     assert refused.status_code == 401
     listed = httpx.get(f"{gateway.base_url}/admin/keys", params={"include_revoked": "true"},
                        headers=gateway.admin_headers(), timeout=30).json()["data"]
-    assert [(k["id"], k["revoked_at"] is not None, k["rpm"]) for k in listed] == [
-        (key_id, True, 1)]
+    assert [(k["id"], k["revoked_at"] is not None, k["rpm"], k["weight"], k["priority"])
+            for k in listed] == [(key_id, True, 1, 0.5, 1)]
     _screenshot(driver)
 
 

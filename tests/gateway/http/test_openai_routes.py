@@ -216,7 +216,7 @@ async def test_models_when_listed_then_served_model_appears(fake_client: httpx.A
         ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options"),
         ({**CHAT, "reasoning_effort": "high"}, "reasoning_effort"),
         ({**CHAT, "store": True}, "store"),
-        ({**CHAT, "metadata": {"a": "b"}}, "metadata"),
+        ({**CHAT, "metadata": {str(i): "v" for i in range(17)}}, "metadata"),
         ({**CHAT, "service_tier": "flex"}, "service_tier"),
         ({**CHAT, "cache_salt": "guess"}, "cache_salt"),
         ({**CHAT, "logit_bias": {"x": 5}}, "logit_bias"),
@@ -363,3 +363,7 @@ async def test_chat_when_engine_stalls_then_503_and_engine_request_aborted(
         response = await c.post("/v1/chat/completions", json=CHAT)
     assert_envelope(response, 503)
     assert fake_engine.stats().running == 0
+    # the stall was the engine's request aborted, not only a stream closed (the fake clears
+    # its running set on close either way)
+    request_id = response.headers["x-request-id"]
+    assert fake_engine.aborted and all(a.startswith(request_id) for a in fake_engine.aborted)

@@ -252,3 +252,28 @@ async def test_settle_when_claim_had_no_budget_then_budget_counter_left_alone(
     await limiter.settle(hold, 1, 0)  # must not hand 5_000 back to the budget counter
     with pytest.raises(BudgetExceededError):
         await limiter.reserve(demand(key(budget), cost=1), NOW)
+
+
+async def test_end_user_when_over_its_rpm_or_budget_then_refused_alone_in_the_same_check(
+    make_limiter: MakeLimiter,
+) -> None:
+    seed = Seed(user=4_000)  # what the end user spent this period, from the ledger
+    limiter = make_limiter(seed)
+    budget = Quota(rpm=2, budget_usd=Decimal("0.000005"))  # 5_000 nano
+    alice = Claim(Subject("user", "alice", owner="acme"), budget)
+    bob = Claim(Subject("user", "bob", owner="acme"), budget)
+    shared = key(Quota(rpm=10))
+    await limiter.reserve(demand(shared, tenant(), alice, cost=500), NOW)
+    with pytest.raises(BudgetExceededError) as spent:
+        await limiter.reserve(demand(shared, tenant(), alice, cost=600), NOW)
+    assert "This end user's monthly budget" in spent.value.message
+    await limiter.reserve(demand(shared, tenant(), alice, cost=400), NOW)
+    with pytest.raises(RateLimitError) as too_fast:
+        await limiter.reserve(demand(shared, tenant(), alice), NOW)
+    assert "this end user's limit of 2 requests per minute" in too_fast.value.message
+    await limiter.reserve(demand(shared, tenant(), bob), NOW)
+    for _ in range(7):  # the refused ones took nothing from the key: 3 taken, 7 left
+        await limiter.reserve(demand(shared), NOW)
+    with pytest.raises(RateLimitError):
+        await limiter.reserve(demand(shared), NOW)
+    assert sorted(seed.calls) == ["user:acme:alice", "user:acme:bob"]

@@ -1,5 +1,5 @@
 """The ledger database down: refuse before dispatch (503), retry settlement (inline, then
-in the background until it is back), recover at start what a stopped gateway left open.
+in the background until it is back), settle at start what a stopped gateway journaled.
 
 The outage is injected at the ledger's database calls (the ``Ledger`` / ``KeyStore``
 methods raise the ``OperationalError`` SQLAlchemy raises for a lost connection); the
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from engine.fake import FakeEngine
 from gateway.metering import accounting, backlog
+from gateway.metering.journal import journal_path
 from gateway.metering.tables import LedgerRow
 from tests.conftest import MODEL
 from tests.gateway.metered import (
@@ -145,11 +146,14 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_settle_when_database_down_until_shutdown_then_row_recovered_once_on_restart(
+async def test_settle_when_database_down_until_shutdown_then_billed_from_the_journal_on_restart(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The settlement waits in the journal across the restart and is settled before startup
+    recovery (which would close the row at no cost); a second recovery touches nothing."""
     monkeypatch.setattr(accounting, "SETTLE_RETRY_DELAYS_S", (0.01, 0.01))
     settings = metered_settings(database_url)
+    journal = journal_path(settings.data_dir, settings.metering.instance_id)
     async with metered_client(FakeEngine(MODEL), settings) as (client, state):
         ledger = metering_of(state).ledger
         monkeypatch.setattr(ledger, "settle", outage(-1, ledger.settle))
@@ -157,6 +161,7 @@ async def test_settle_when_database_down_until_shutdown_then_row_recovered_once_
         [open_row] = await _rows(state)
     assert response.status_code == 200  # the answer was delivered; its row stays open
     assert open_row.settled_at is None and open_row.status == "reserved"
+    assert journal.is_file()  # kept for the next start
     async with metered_client(FakeEngine(MODEL), settings) as (_, restarted):
         rows = await _rows(restarted)
         sessions = async_sessionmaker(metering_of(restarted).database)
@@ -165,6 +170,7 @@ async def test_settle_when_database_down_until_shutdown_then_row_recovered_once_
         again = await metering_of(restarted).ledger.recover("test-instance", open_row.created_at)
     [row] = rows
     assert count == 1 and row.id == response.headers["x-request-id"]
-    assert row.recovered and row.settled_at is not None and row.status == "error"
-    assert row.reserved_pico == open_row.reserved_pico  # the worst case is kept for review
-    assert again == 0  # closed once; a second recovery touches nothing
+    assert row.settled_at is not None and not row.recovered
+    assert (row.prompt_tokens, row.completion_tokens, row.status) == (5, 8, "length")
+    assert row.cost_pico > 0 and not journal.exists()  # billed, the journal compacted
+    assert again == 0  # a second recovery touches nothing

@@ -51,7 +51,9 @@ async def test_reserve_when_pool_exhausted_then_503_before_dispatch_then_served_
     assert refused.status_code == 503, refused.text
     assert refused.json()["error"]["code"] == "metering_unavailable"
     assert int(refused.headers["retry-after"]) >= 1
-    assert took < 2.0  # two pool timeouts of 0.2 s and the retry's pause, not 30 s
+    # two pool timeouts of 0.2 s and the retry's pause (under 1 s on a quiet machine), not
+    # the default pool timeout of 30 s; the bound leaves room for a loaded 2-core box
+    assert took < 10.0
     assert served.status_code == 200
 
 

@@ -10,6 +10,7 @@ from gateway.bootstrap import build_state
 from gateway.errors import BudgetExceededError, RateLimitError
 from gateway.observability.metrics import OTHER_TENANTS, TenantLabels
 from gateway.serving.accounting import Principal, Ticket
+from gateway.serving.attribution import NOBODY, Attribution
 from gateway.serving.plan import GenerationPlan
 from gateway.serving.registry import ModelRegistry, ServedModel
 from tests.conftest import ADMIN_KEY, MODEL, make_settings
@@ -24,8 +25,8 @@ class RefusingAccounting:
         self.calls = 0
 
     async def open(self, principal: Principal, plan: GenerationPlan, request_id: str,
-                   batch_id: str | None = None) -> Ticket:
-        del principal, plan, request_id, batch_id
+                   batch_id: str | None = None, attribution: Attribution = NOBODY) -> Ticket:
+        del principal, plan, request_id, batch_id, attribution
         self.calls += 1
         if self.calls == 1:
             raise RateLimitError("slow down", retry_after=1)

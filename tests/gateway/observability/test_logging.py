@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import logging.config
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -14,24 +16,32 @@ import pytest
 from gateway.observability.logging import REQUEST_ID, log_config
 from tests.conftest import MODEL
 
-LOGGERS = ("", "llm_gateway", "uvicorn", "uvicorn.error", "uvicorn.access")
+LOGGERS = ("", "llm_gateway", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
 
 
-@pytest.fixture
-def json_log() -> Iterator[io.StringIO]:
-    """The gateway's JSON logging config, writing to a buffer; restored afterwards."""
+@contextlib.contextmanager
+def configured(json_logs: bool, level: str = "INFO") -> Iterator[io.StringIO]:
+    """The gateway's logging config, writing to a buffer; restored afterwards."""
     saved = [(logging.getLogger(name), logging.getLogger(name).handlers[:],
               logging.getLogger(name).level, logging.getLogger(name).propagate)
              for name in LOGGERS]
     stream = io.StringIO()
-    config = log_config(json_logs=True)
+    config = log_config(json_logs=json_logs, level=level)
     config["handlers"]["default"]["stream"] = stream
     logging.config.dictConfig(config)
-    yield stream
-    for logger, handlers, level, propagate in saved:
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
+    try:
+        yield stream
+    finally:
+        for logger, handlers, level_was, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level_was)
+            logger.propagate = propagate
+
+
+@pytest.fixture
+def json_log() -> Iterator[io.StringIO]:
+    with configured(json_logs=True) as stream:
+        yield stream
 
 
 def records(stream: io.StringIO) -> list[dict[str, object]]:
@@ -62,3 +72,20 @@ async def test_log_when_chat_finishes_then_one_line_with_its_request_id_and_usag
     assert finished[0]["request_id"] == response.headers["x-request-id"]
     assert finished[0]["status"] == "ok"
     assert finished[0]["completion_tokens"] == response.json()["usage"]["completion_tokens"]
+
+
+def test_log_when_text_then_one_short_line_per_record() -> None:
+    with configured(json_logs=False) as stream:
+        logging.getLogger("llm_gateway.engines").info("smollm2 ready after %d s", 83)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    smollm2 ready after 83 s\n", stream.getvalue())
+
+
+@pytest.mark.parametrize("json_logs", [True, False])
+def test_log_when_alembic_chatters_then_only_its_warnings_unless_debug(json_logs: bool) -> None:
+    with configured(json_logs) as stream:
+        logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate")
+        logging.getLogger("alembic.runtime.migration").warning("a real problem")
+    assert "setup plugin" not in stream.getvalue() and "a real problem" in stream.getvalue()
+    with configured(json_logs, level="DEBUG") as stream:
+        logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate")
+    assert "setup plugin" in stream.getvalue()

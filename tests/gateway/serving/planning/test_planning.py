@@ -113,3 +113,32 @@ async def test_completion_when_one_of_several_prompts_is_empty_then_400_names_it
     with pytest.raises(InvalidRequestError) as refused:
         await plan_completion(body, VIEW, LIMITS)
     assert refused.value.param == "prompt.1"
+
+
+def _tool_with_defs(name: str, unit: dict[str, object]) -> dict[str, object]:
+    return {"type": "function", "function": {"name": name, "parameters": {
+        "type": "object", "properties": {"unit": {"$ref": "#/$defs/unit"}},
+        "required": ["unit"], "$defs": {"unit": unit}}}}
+
+
+async def test_required_when_tools_use_defs_then_references_resolve_in_the_combined_schema(
+) -> None:
+    from jsonschema import Draft202012Validator
+
+    unit = {"type": "string", "enum": ["c", "f"]}
+    plan = await plan_chat(chat(tools=[_tool_with_defs("a", unit), _tool_with_defs("b", unit)],
+                                tool_choice="required"), VIEW, LIMITS)
+    assert plan.sampling.structured is not None
+    schema = json.loads(plan.sampling.structured.spec)
+    assert schema["$defs"] == {"unit": unit}
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid([{"name": "a", "parameters": {"unit": "c"}}])
+    assert not validator.is_valid([{"name": "b", "parameters": {"unit": "kelvin"}}])
+
+
+async def test_required_when_tools_define_one_name_differently_then_400_names_the_tool(
+) -> None:
+    tools = [_tool_with_defs("a", {"type": "string"}), _tool_with_defs("b", {"type": "integer"})]
+    with pytest.raises(InvalidRequestError) as caught:
+        await plan_chat(chat(tools=tools, tool_choice="required"), VIEW, LIMITS)
+    assert caught.value.param == "tools.1.function.parameters"

@@ -1,0 +1,1 @@
+"""Token-rate stubs that speak the gateway's production protocols, with no model behind them."""

@@ -1,0 +1,27 @@
+"""``bench.gateway_overhead.micro``: each section times the old and the new path in one
+process and reports both."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+from bench.gateway_overhead import micro
+from bench.targets import REPO
+
+
+def test_micro_when_sections_run_then_each_reports_before_after_and_their_ratio(
+    tmp_path: Path,
+) -> None:
+    old_run = tmp_path / "run_before.py"
+    old_run.write_text(subprocess.run(
+        ["git", "show", "a72e543:gateway/serving/run.py"], cwd=REPO, check=True,
+        capture_output=True, text=True).stdout)
+    results = {"keys": asyncio.run(micro.keys(1)),
+               "stall": asyncio.run(micro.stall(old_run, 1)),
+               "send": asyncio.run(micro.send(1))}
+    for section, row in results.items():
+        assert row["before_us"] > 0 and row["after_us"] > 0, section
+        assert abs(row["after_over_before"] - row["after_us"] / row["before_us"]) < 0.01
+    assert results["keys"]["after_us"] < results["keys"]["before_us"]  # no database at all

@@ -1,0 +1,1 @@
+"""Hostile request bodies for the property-based fuzz against the real engine."""
