@@ -6,8 +6,8 @@ engine/vllm_args.py and the CPU backend's environment, bound to 127.0.0.1 only; 
 (engine/replica_gate.py) on the public host and port, the replica's one door. vLLM's own
 ``VLLM_API_KEY`` guards only some of its paths (``/invocations``, ``/tokenize`` and others
 answer without it), so the gate is what protects the replica: it admits the gateway's
-generate/abort (or embeddings) requests with the key, ``/health`` and ``/metrics`` without,
-and nothing else. vLLM still gets the key, so it checks it too.
+generate/abort and adapter load/unload (or embeddings) requests with the key, ``/health``
+and ``/metrics`` without, and nothing else. vLLM still gets the key, so it checks it too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from engine.vllm_args import vllm_serve_args
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 API_KEY_ENV = "VLLM_API_KEY"
 LOOPBACK = "127.0.0.1"
+LORA_FLAG = "--enable-lora"
+# vLLM's load/unload routes exist only with it; the gate admits them with the key alone.
+RUNTIME_LORA_ENV = "VLLM_ALLOW_RUNTIME_LORA_UPDATING"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,10 @@ def server_launch(config: EngineConfig, host: str, port: int, *, api_key: str | 
         raise ValueError("shutdown_timeout_s must be >= 0")
     argv = (python, "-m", API_SERVER_MODULE, *vllm_serve_args(config), "--host", host,
             "--port", str(port), "--shutdown-timeout", str(shutdown_timeout_s))
-    return ServerLaunch(argv, config.environment(on_cpu=True))  # CPU's ignored on CUDA
+    env = config.environment(on_cpu=True)  # CPU's ignored on CUDA
+    if LORA_FLAG in config.extra_args:  # the gateway loads adapters through the gate
+        env[RUNTIME_LORA_ENV] = "True"
+    return ServerLaunch(argv, env)
 
 
 def replica_launch(config: EngineConfig, host: str, port: int, engine_port: int, *,

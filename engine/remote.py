@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -25,7 +26,9 @@ from engine.protocol import (
     EngineOutput,
     EngineStats,
     GenerationRequest,
+    LoraTarget,
 )
+from engine.replica_adapters import ReplicaAdapters
 from engine.replica_metrics import stats_from_metrics
 from engine.vllm_http import (
     ABORT_PATH,
@@ -41,6 +44,11 @@ from engine.vllm_http import (
 
 PROBE_TIMEOUT_S = 5.0
 ABORT_GRACE_S = 5.0
+LOAD_TIMEOUT_S = 120.0  # loading an adapter reads its weights on the replica
+
+
+class AdapterMissingError(Exception):
+    """The replica answered 404 for the adapter a generation named: it no longer holds it."""
 
 
 def default_client() -> httpx.AsyncClient:
@@ -54,14 +62,18 @@ def default_client() -> httpx.AsyncClient:
 @dataclass(frozen=True)
 class ReplicaAccess:
     """How to talk to a model's replicas: the API key they require, whether they schedule
-    by priority (``--scheduling-policy priority``; otherwise priorities are not sent)."""
+    by priority (``--scheduling-policy priority``; otherwise priorities are not sent), how
+    many LoRA adapters each holds at once (``--max-loras``; 0: none)."""
 
     api_key: str | None = None
     priority_scheduling: bool = False
+    max_loras: int = 0
 
     def __post_init__(self) -> None:
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("a replica API key must not be blank")
+        if self.max_loras < 0:
+            raise ValueError("max_loras must be >= 0")
 
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -95,6 +107,7 @@ class RemoteEngine:
         self.outstanding_at_probe = 0
         self.last_error: str | None = None
         self.errors_total = 0
+        self.adapters = ReplicaAdapters(self._access.max_loras, self._post, self.base_url)
 
     @property
     def model_name(self) -> str:
@@ -123,8 +136,13 @@ class RemoteEngine:
         others = self._stats.running + self._stats.waiting - self.outstanding_at_probe
         return self.outstanding + max(0, others)
 
+    async def _post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self._client.post(f"{self.base_url}{path}", json=body,
+                                       headers=self._access.headers(), timeout=LOAD_TIMEOUT_S)
+
     async def probe(self) -> bool:
-        """``/health`` then ``/metrics``: readiness, load and the replica's counters."""
+        """``/health`` then ``/metrics``: readiness, load and the replica's counters. A replica
+        that comes back has restarted, as far as this gateway knows: it holds no adapters."""
         outstanding = self.outstanding
         try:
             health = await self._client.get(f"{self.base_url}/health", timeout=PROBE_TIMEOUT_S)
@@ -137,6 +155,8 @@ class RemoteEngine:
             return self._failed(f"/health answered {health.status_code}")
         if stats is not None:
             self._stats, self.outstanding_at_probe = stats, outstanding
+        if not self._ready:
+            self.adapters.forget_all()
         self._ready = True
         return True
 
@@ -175,11 +195,33 @@ class RemoteEngine:
         self.outstanding += 1
         running = self._open.setdefault(request.request_id, _Open())
         try:
-            async for out in self._generate(request, running):
-                yield out
+            if request.lora is None:
+                async for out in self._generate(request, running):
+                    yield out
+            else:
+                async for out in self._generate_on_adapter(request, request.lora, running):
+                    yield out
         finally:
             self.outstanding -= 1
             self._open.pop(request.request_id, None)
+
+    async def _generate_on_adapter(self, request: GenerationRequest, lora: LoraTarget,
+                                   running: _Open) -> AsyncIterator[EngineOutput]:
+        """Load the adapter on a miss; if the replica lost it since (it restarted between
+        probes), it answers 404 before anything streamed: load it again, once."""
+        for attempt in (1, 2):
+            await self.adapters.acquire(lora)
+            try:
+                async for out in self._generate(request, running):
+                    yield out
+                return
+            except AdapterMissingError:
+                self.adapters.forget(lora.name)
+                if attempt == 2:
+                    raise EngineUnavailableError(
+                        f"replica {self.base_url} lost adapter {lora.name!r} twice") from None
+            finally:
+                self.adapters.release(lora.name)
 
     async def _generate(self, request: GenerationRequest,
                         running: _Open) -> AsyncIterator[EngineOutput]:
@@ -190,6 +232,8 @@ class RemoteEngine:
                                            headers=self._access.headers()) as response:
                 if response.status_code != 200:
                     await response.aread()
+                    if response.status_code == 404 and request.lora is not None:
+                        raise AdapterMissingError(response.text[:300])
                     raise status_error(response.status_code, response.text, self.base_url)
                 async for data in _payloads(response, running):
                     if (out := decoder.feed(data)) is not None:

@@ -37,6 +37,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from engine.config import Task
+from engine.replica_adapters import LOAD_PATH, UNLOAD_PATH
 from engine.vllm_http import ABORT_PATH, EMBED_PATH, GENERATE_PATH
 
 HEALTH_PATH = "/health"
@@ -44,7 +45,8 @@ METRICS_PATH = "/metrics"
 Route = tuple[str, str]  # (method, path)
 OPEN_ROUTES: frozenset[Route] = frozenset({("GET", HEALTH_PATH), ("GET", METRICS_PATH)})
 KEYED_ROUTES: dict[Task, frozenset[Route]] = {
-    "generate": frozenset({("POST", GENERATE_PATH), ("POST", ABORT_PATH)}),
+    "generate": frozenset({("POST", GENERATE_PATH), ("POST", ABORT_PATH),
+                           ("POST", LOAD_PATH), ("POST", UNLOAD_PATH)}),
     "embed": frozenset({("POST", EMBED_PATH)}),
 }
 _HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-authenticate", b"te",

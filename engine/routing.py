@@ -6,7 +6,9 @@ cache of the request's leading prompt blocks (prefix affinity: a conversation's 
 shares its earlier turns' tokens) and is not much busier. A health loop probes every
 replica's ``/health`` and ``/metrics`` and re-resolves the replica source; a replica that
 fails is ejected until it answers again, and a request that failed before anything was
-streamed is retried on another replica. Routes never know about any of it.
+streamed is retried on another replica. A request on a LoRA adapter prefers the replicas
+that hold it already (engine/replica_adapters.py: a miss loads it, the least recently used
+beyond ``max_loras`` is unloaded). Routes never know about any of it.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from engine.protocol import (
     EngineOutput,
     EngineStats,
     GenerationRequest,
+    LoraTarget,
     SamplingSpec,
 )
 from engine.remote import RemoteEngine, ReplicaAccess, default_client
+from engine.replica_adapters import AdapterLoadError
 from engine.replica_metrics import merge_stats
 
 log = logging.getLogger("llm_gateway.engine.routing")
@@ -92,6 +96,20 @@ class AffinityIndex:
             self._owner.popitem(last=False)
 
 
+def _holding(candidates: list[Replica], least: Replica, adapter: str,
+             seed: bytes) -> tuple[list[Replica], Replica]:
+    """Replicas that hold the adapter, and the least loaded of them, unless each carries
+    ``AFFINITY_SLACK`` more requests than the idlest replica (then loading it elsewhere is
+    cheaper than waiting): the candidates unchanged."""
+    holding = [r for r in candidates if r.engine.adapters.holds(adapter)]
+    if not holding:
+        return candidates, least
+    best = min(holding, key=lambda r: (r.engine.load, _digest(seed, r.url.encode())))
+    if best.engine.load > least.engine.load + AFFINITY_SLACK:
+        return candidates, least
+    return holding, best
+
+
 @dataclass
 class Replica:
     engine: RemoteEngine
@@ -106,6 +124,7 @@ class Replica:
         """What ``/admin/engines`` shows of this replica."""
         stats = self.engine.stats()
         return {"url": self.url, "healthy": self.healthy, "load": self.engine.load,
+                "adapters": list(self.engine.adapters.names()),
                 "outstanding": self.engine.outstanding, "running": stats.running,
                 "waiting": stats.waiting, "kv_cache_usage": stats.kv_cache_usage,
                 "errors_total": self.engine.errors_total, "last_error": self.engine.last_error}
@@ -216,6 +235,8 @@ class ReplicaRouter:
         chain = self._affinity.chain(request.prompt_token_ids)
         seed = (chain[0] if chain else 0).to_bytes(8, "big")
         least = min(candidates, key=lambda r: (r.engine.load, _digest(seed, r.url.encode())))
+        if request.lora is not None:
+            candidates, least = _holding(candidates, least, request.lora.name, seed)
         chosen = least
         warm_url = self._affinity.lookup(chain, {r.url for r in candidates})
         if warm_url is not None:
@@ -252,13 +273,22 @@ class ReplicaRouter:
                         yield out
                 return
             except EngineUnavailableError as exc:
-                self._eject(replica, str(exc))
+                if not isinstance(exc, AdapterLoadError):  # that replica itself is fine
+                    self._eject(replica, str(exc))
                 if streamed or attempt == self._policy.max_attempts:
                     raise
                 log.info("retrying %s elsewhere: %s", request.request_id, exc)
                 failure = exc
             finally:
                 self._serving.pop(request.request_id, None)
+
+    async def preload(self, lora: LoraTarget) -> None:
+        """Load an adapter on the least loaded ready replica now (its registration): what the
+        replicas refuse (a path they cannot read, too high a rank) is refused here first."""
+        replica = await self._pick(GenerationRequest("preload", (0,), SamplingSpec(max_tokens=1)),
+                                   set())
+        await replica.engine.adapters.acquire(lora)
+        replica.engine.adapters.release(lora.name)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
         """The least loaded replica; one that fails is ejected and another one tried."""

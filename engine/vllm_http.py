@@ -61,6 +61,8 @@ def generate_body(request: GenerationRequest, *, priority: bool) -> dict[str, An
         body["cache_salt"] = request.cache_salt
     if priority and request.priority:
         body["priority"] = request.priority
+    if request.lora is not None:  # loaded on the replica under this name (engine/remote.py)
+        body["model"] = request.lora.name
     return body
 
 

@@ -62,7 +62,8 @@ def _replica_router(settings: Settings, name: str) -> Engine:
                              "replica_api_key_env) is not set")
     source = ReplicaSource(tuple(model.replicas), model.replicas_dns)
     policy = RoutingPolicy(**model.routing.model_dump())
-    access = ReplicaAccess(api_key=key, priority_scheduling=model.priority_scheduling)
+    access = ReplicaAccess(api_key=key, priority_scheduling=model.priority_scheduling,
+                           max_loras=model.max_loras)
     return ReplicaRouter(name, model.max_model_len, source, policy, access=access)
 
 

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from engine.replica_adapters import AdapterLoadError
+from engine.routing import ReplicaRouter
 from gateway.errors import ConflictError, InvalidRequestError, NotFoundError
 from gateway.http.admin_routes import require_admin
 from gateway.http.state import GatewayState, gateway_state
@@ -72,16 +74,30 @@ def _base(state: GatewayState, body: AdapterBody) -> ServedModel:
         raise InvalidRequestError(f"{body.base_model!r} is not a generating model served here",
                                   param="base_model")
     settings = state.settings.models[base.name]
-    if settings.is_remote:
-        raise InvalidRequestError("adapters on remote replicas are not supported yet",
-                                  param="base_model")
     if not settings.max_loras:
         raise InvalidRequestError(f"{base.name} serves no LoRA adapters (max_loras is 0)",
                                   param="base_model")
+    if isinstance(base.engine, ReplicaRouter):
+        if not Path(body.path).is_absolute():  # a folder on the replicas: they check it
+            raise InvalidRequestError("path must be absolute (a folder on the replicas)",
+                                      param="path")
+        return base
     if (rank := _lora_rank(Path(body.path))) > settings.max_lora_rank:
         raise InvalidRequestError(f"the adapter's rank {rank} exceeds {base.name}'s "
                                   f"max_lora_rank {settings.max_lora_rank}", param="path")
     return base
+
+
+async def _preload(base: ServedModel, adapter: Adapter) -> None:
+    """Replicas: load it on one now, so what they refuse (a folder they cannot read, a rank
+    past their ``--max-lora-rank``) is this registration's 400 rather than a request's 503."""
+    if not isinstance(base.engine, ReplicaRouter):
+        return  # the embedded engine: checked above, loaded by its first request
+    try:
+        await base.engine.preload(adapter.target)
+    except AdapterLoadError as exc:
+        raise InvalidRequestError(f"the replicas refused the adapter: {exc.reason}",
+                                  param="path") from exc
 
 
 def _reasoner(name: str | None, base: ServedModel) -> Reasoner | None:
@@ -108,6 +124,7 @@ async def create_adapter(
                           body.reasoning_parser)
     except ValueError as exc:
         raise InvalidRequestError(str(exc)) from exc
+    await _preload(base, adapter)
     if (store := _store(state)) is not None:
         adapter = await store.create(adapter)
     state.models.adapters.put(adapter, reasoning)

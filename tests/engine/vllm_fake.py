@@ -9,6 +9,8 @@ streaming, so aborts and broken connections behave as between a gateway and a re
   text), a terminal ``abort`` chunk for a request aborted mid-way, the usage chunk, ``[DONE]``;
   a client that disconnects aborts the request (vLLM's ``with_cancellation``);
 - ``POST /inference/v1/abort_requests`` (ids ``generate-tokens-<id>``), ``POST /v1/embeddings``;
+- ``POST /v1/load_lora_adapter`` and ``/v1/unload_lora_adapter`` (a server with runtime LoRA
+  updating): a generation naming an adapter it does not hold as ``model`` is a 404;
 - ``GET /health``, ``GET /metrics`` (``vllm:*`` families); ``/v1`` and ``/inference`` need the key.
 """
 
@@ -19,6 +21,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -49,6 +52,9 @@ class FakeVllm:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
     requests_total: int = 0
+    lora_runtime: bool = True  # VLLM_ALLOW_RUNTIME_LORA_UPDATING: the load/unload routes exist
+    loras: dict[str, str] = field(default_factory=dict)  # loaded adapters: name -> path
+    lora_calls: list[tuple[str, str]] = field(default_factory=list)  # ("load"|"unload", name)
 
     def authorized(self, request: Request) -> bool:
         return self.api_key is None or (
@@ -124,6 +130,10 @@ def _routes(replica: FakeVllm) -> list[Route]:
         replica.bodies.append(body)
         replica.headers.append(dict(request.headers))
         engine_request = _request(body)
+        if (model := body.get("model")) is not None and model not in replica.loras:
+            message = f"The model `{model}` does not exist."
+            return JSONResponse({"error": {"message": message, "type": "NotFoundError",
+                                           "param": "model", "code": 404}}, status_code=404)
         wanted = len(engine_request.prompt_token_ids) + engine_request.sampling.max_tokens
         if wanted > replica.engine.max_model_len:
             message = (f"This model's maximum context length is {replica.engine.max_model_len}"
@@ -161,13 +171,45 @@ def _routes(replica: FakeVllm) -> list[Route]:
     async def health(_request: Request) -> Response:
         return Response(status_code=200 if replica.healthy else 503)
 
+    async def load_lora(request: Request) -> Response:
+        if not replica.authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        body = await request.json()
+        name, path = body["lora_name"], body["lora_path"]
+        replica.lora_calls.append(("load", name))
+        if name in replica.loras:
+            message = (f"The lora adapter '{name}' has already been loaded. If you want to "
+                       "load the adapter in place, set 'load_inplace' to True.")
+            return JSONResponse(_error(message, 400), status_code=400)
+        if not await asyncio.to_thread(Path(path).is_dir):  # LoRAAdapterNotFoundError
+            message = f"Loading lora {name} failed: No adapter found for {path}"
+            return JSONResponse({"error": {"message": message, "type": "NotFoundError",
+                                           "param": None, "code": 404}}, status_code=404)
+        replica.loras[name] = path
+        return Response(f"Success: LoRA adapter '{name}' added successfully.")
+
+    async def unload_lora(request: Request) -> Response:
+        if not replica.authorized(request):
+            return JSONResponse({"error": "Unauthorized"}, status_code=401)
+        name = (await request.json())["lora_name"]
+        replica.lora_calls.append(("unload", name))
+        if replica.loras.pop(name, None) is None:
+            message = f"The lora adapter '{name}' cannot be found."
+            return JSONResponse({"error": {"message": message, "type": "NotFoundError",
+                                           "param": None, "code": 404}}, status_code=404)
+        return Response(f"Success: LoRA adapter '{name}' removed successfully.")
+
+    lora = [Route("/v1/load_lora_adapter", load_lora, methods=["POST"]),
+            Route("/v1/unload_lora_adapter", unload_lora, methods=["POST"])]
+
     async def metrics(_request: Request) -> Response:
         return PlainTextResponse(_metrics_text(replica))
 
     return [Route("/inference/v1/generate", generate, methods=["POST"]),
             Route("/inference/v1/abort_requests", abort, methods=["POST"]),
             Route("/v1/embeddings", embeddings, methods=["POST"]),
-            Route("/health", health), Route("/metrics", metrics)]
+            Route("/health", health), Route("/metrics", metrics),
+            *(lora if replica.lora_runtime else [])]
 
 
 def _metrics_text(replica: FakeVllm) -> str:

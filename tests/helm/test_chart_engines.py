@@ -66,7 +66,8 @@ def test_gateway_only_keys_are_the_settings_beyond_the_engines_options() -> None
     helpers = (CHART / "templates" / "_helpers.tpl").read_text()
     listed = re.search(r'define "llm-gateway.gatewaySettingKeys" -}}\n(.*)\n', helpers)
     assert listed is not None
-    engine_reads = {f.name for f in dataclasses.fields(EngineOptions)} | {"source", "path"}
+    engine_reads = {f.name for f in dataclasses.fields(EngineOptions)} | {
+        "source", "path", "max_loras", "max_lora_rank"}  # LoRA: engine flags beyond EngineOptions
     gateway_only = {f.name for f in dataclasses.fields(ModelSettings)} - engine_reads
     assert set(listed.group(1).split()) == gateway_only
 

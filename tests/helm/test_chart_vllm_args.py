@@ -44,6 +44,7 @@ VARIANTS: dict[str, tuple[set[str], dict[str, Any], dict[str, Any]]] = {
         "method": "eagle3", "draft_path": "/models/eagle", "max_batch_size": 8}}, {}),
     "v-cpu": ({"cpu"}, {"cpu": {"threads_bind": "0-3", "reserved_cpus": 1, "kv_cache_gib": 6}},
               {"gpus": 0}),
+    "v-lora": (set(), {"max_loras": 4, "max_lora_rank": 32}, {}),  # not an EngineOptions field
 }
 DEPLOYMENT_FLAGS = {"host", "port", "shutdown_timeout"}  # the pod's, not the settings'
 
@@ -76,7 +77,7 @@ def python_args(docs: list[dict[str, Any]], model: str, extra: list[str],
     (folder / "profiles" / "kubernetes.yaml").write_text(data["profile.yaml"])
     monkeypatch.setenv("LLMGW_MODEL_CACHE", "/models")  # as the chart's pods set it
     config = load_settings(folder, "kubernetes").engine_config(model)
-    return vllm_serve_args(dataclasses.replace(config, extra_args=tuple(extra)))
+    return vllm_serve_args(dataclasses.replace(config, extra_args=(*config.extra_args, *extra)))
 
 
 def check_engines(text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
@@ -111,6 +112,22 @@ def test_each_engine_setting_moves_the_flags_as_the_gateways_python_does(
         name: {"settings": settings, "engine": engine}
         for name, (_, settings, engine) in VARIANTS.items()}}))
     assert check_engines(render(helm, values), tmp_path, monkeypatch) == len(VARIANTS)
+
+
+def test_engines_with_lora_let_the_gateway_load_adapters_and_others_do_not(
+    helm: Path, tmp_path: Path,
+) -> None:
+    values = tmp_path / "lora.yaml"
+    values.write_text(yaml.safe_dump({"defaultModel": "v-lora", "models": {
+        name: {"settings": VARIANTS[name][1]} for name in ("v-lora", "v-priority")}}))
+    runtime = {}
+    for workload in engines(manifests(render(helm, values))):
+        main = container(workload, "engine")
+        env = {e["name"]: e.get("value") for e in main["env"]}
+        model = workload["metadata"]["labels"]["llm-gateway.io/model"]
+        runtime[model] = (env.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING"),
+                          "--enable-lora" in main["args"])
+    assert runtime == {"v-lora": ("True", True), "v-priority": (None, False)}
 
 
 def test_chart_defaults_are_the_engine_options_defaults() -> None:

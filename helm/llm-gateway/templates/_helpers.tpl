@@ -161,7 +161,7 @@ gateway-only change (routing, tool parser, chat template) never restarts an engi
 tests/helm/test_chart.py checks this list against the settings.
 */}}
 {{- define "llm-gateway.gatewaySettingKeys" -}}
-enabled quantized replicas replicas_dns replica_api_key_env routing tool_parser chat_template embedding_dimensions fallbacks reasoning_parser reasoning_switch max_loras max_lora_rank
+enabled quantized replicas replicas_dns replica_api_key_env routing tool_parser chat_template embedding_dimensions fallbacks reasoning_parser reasoning_switch
 {{- end -}}
 
 {{/* The settings environment shared by gateway and engine containers. */}}
@@ -479,6 +479,14 @@ own parser and holds them equal). dict "model" NAME "spec" SPEC, as a YAML list.
 - {{ ternary "none" "summary" (eq $sp.method "none") | quote }}
 - --enable-scale-out
 - --enable-prompt-tokens-details
+{{- $given := fromYaml (include "llm-gateway.modelSettings" .) }}
+{{- if and (eq $o.task "generate") (gt (int ($given.max_loras | default 0)) 0) }}
+- --enable-lora
+- --max-loras
+- {{ int $given.max_loras | quote }}
+- --max-lora-rank
+- {{ int ($given.max_lora_rank | default 16) | quote }}
+{{- end }}
 {{- end -}}
 
 {{/*

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from engine.fake import CharRenderer, FakeEngine
+from engine.protocol import Engine
 from gateway.app import create_app
 from gateway.bootstrap import build_state
 from gateway.metering.pricing import to_pico
@@ -52,7 +53,7 @@ def adapter_folder(tmp_path: Path, rank: int = 8) -> Path:
 class Gateway:
     """A metered app over one fake engine; ``restart`` builds a fresh one on the same database."""
 
-    def __init__(self, settings: Settings, engine: FakeEngine) -> None:
+    def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings, self.engine = settings, engine
         self.state: Any = None
         self.client: httpx.AsyncClient | None = None
