@@ -12,6 +12,8 @@ reports this process's CPU time per operation (median over blocks):
   ``--before-run`` (an ``asyncio.timeout`` per output) and the tree's (one stall timer).
 - ``send``: an SSE response sending chunks to a send that never blocks, sse-starlette's
   ``EventSourceResponse`` (a cancel scope per send) and ``StreamResponse`` (one timer).
+- ``encode`` / ``decode``: a token's chunk to JSON (``json_data``) and a replica's chunk from
+  JSON (``StreamDecoder``), the standard library's ``json`` and orjson.
 """
 
 from __future__ import annotations
@@ -141,6 +143,47 @@ async def send(blocks: int) -> dict[str, float]:
             for key, value in result.items()}  # per chunk
 
 
+# One streamed token: the chunk the gateway sends and the chunk a replica sends it.
+CHUNK = {"id": "chatcmpl-8f3b2c1d9e0a4b7c", "object": "chat.completion.chunk",
+         "created": 1765140000, "model": "smollm2-135m-instruct", "system_fingerprint": None,
+         "choices": [{"index": 0, "delta": {"content": " Paris"}, "logprobs": None,
+                      "finish_reason": None}]}
+REPLICA_CHUNK = (b'{"request_id":"generate-tokens-1","usage":null,"output_mode":"text","choices":'
+                 b'[{"index":0,"finish_reason":null,"stop_reason":null,"token_ids":[12345],'
+                 b'"routed_experts":null,"sampling_mask":null,"weight_versions":null,'
+                 b'"text":" Paris","logprobs":null}]}')
+
+
+async def encode(blocks: int) -> dict[str, float]:
+    """A token's SSE chunk as JSON: the standard library, then ``json_data`` (orjson)."""
+    import json
+
+    from gateway.serving.formatting.responder import json_data
+
+    async def before() -> None:
+        json.dumps(CHUNK, ensure_ascii=False, separators=(",", ":"))
+
+    async def after() -> None:
+        json_data(CHUNK)
+
+    return await _per_op(before, after, 20_000, blocks)
+
+
+async def decode(blocks: int) -> dict[str, float]:
+    """A replica's streamed chunk read: the standard library, then orjson (StreamDecoder's)."""
+    import json
+
+    import orjson
+
+    async def before() -> None:
+        json.loads(REPLICA_CHUNK)
+
+    async def after() -> None:
+        orjson.loads(REPLICA_CHUNK)
+
+    return await _per_op(before, after, 20_000, blocks)
+
+
 def render(doc: dict[str, Any]) -> str:
     lines = [f"# {doc['title']} ({doc['date']})", "",
              f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores_usable']} cores; load "
@@ -149,7 +192,8 @@ def render(doc: dict[str, Any]) -> str:
              "CPU time of this one process per operation, median over alternating blocks "
              f"({doc['blocks']} each).", "",
              "| path | unit | before (us) | after (us) | after / before |", "|---|---|---|---|---|"]
-    units = {"keys": "request", "stall": "engine output", "send": "SSE chunk"}
+    units = {"keys": "request", "stall": "engine output", "send": "SSE chunk",
+             "encode": "chunk to JSON", "decode": "replica chunk from JSON"}
     for section, row in doc["sections"].items():
         lines.append(f"| {section} | {units[section]} | {row['before_us']} | {row['after_us']} "
                      f"| {row['after_over_before']} |")
@@ -174,6 +218,9 @@ def main() -> None:
         sections["stall"] = asyncio.run(stall(args.before_run, args.blocks))
     if "send" in wanted:
         sections["send"] = asyncio.run(send(args.blocks))
+    for name, section in (("encode", encode), ("decode", decode)):
+        if name in wanted:
+            sections[name] = asyncio.run(section(args.blocks))
     doc = {"date": date.today().isoformat(), "machine": machine, "title": args.title,
            "note": args.note, "blocks": args.blocks, "sections": sections,
            "load_average_end": list(os.getloadavg())}

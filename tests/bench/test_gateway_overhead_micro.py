@@ -19,7 +19,8 @@ def test_micro_when_sections_run_then_each_reports_before_after_and_their_ratio(
     old_run.write_text((REPO / "gateway" / "serving" / "run.py").read_text())
     results = {"keys": asyncio.run(micro.keys(1)),
                "stall": asyncio.run(micro.stall(old_run, 1)),
-               "send": asyncio.run(micro.send(1))}
+               "send": asyncio.run(micro.send(1)),
+               "encode": asyncio.run(micro.encode(1)), "decode": asyncio.run(micro.decode(1))}
     for section, row in results.items():
         assert row["before_us"] > 0 and row["after_us"] > 0, section
         assert abs(row["after_over_before"] - row["after_us"] / row["before_us"]) < 0.01
