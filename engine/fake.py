@@ -113,7 +113,8 @@ class FakeEngine:
         text, reason = self._script(request)
         try:
             for step, char in enumerate(text or " "):
-                if rid not in self._running:
+                if rid not in self._running:  # aborted: vLLM's last output, nothing new in it
+                    yield self._aborted(request)
                     return
                 if self.fail_after_tokens is not None and step >= self.fail_after_tokens:
                     raise EngineUnavailableError("fake engine crashed")
@@ -125,6 +126,10 @@ class FakeEngine:
                 yield EngineOutput(rid, len(request.prompt_token_ids), 0, deltas, last)
         finally:
             self._running.discard(rid)
+
+    def _aborted(self, request: GenerationRequest) -> EngineOutput:
+        closing = tuple(ChoiceDelta(i, (), "", None, "abort") for i in range(request.sampling.n))
+        return EngineOutput(request.request_id, len(request.prompt_token_ids), 0, closing, True)
 
     async def embed(self, request: EmbeddingRequest) -> EmbeddingOutput:
         """A unit vector that depends on the tokens only (same input, same vector)."""
