@@ -39,10 +39,13 @@ def call_item(item: str, call_id: str, name: str, arguments: str, status: str) -
             "arguments": arguments, "status": status}
 
 
+def reasoning_part(text: str) -> Json:
+    return {"type": "reasoning_text", "text": text}
+
+
 def reasoning_item(item: str, text: str, status: str) -> Json:
     return {"type": "reasoning", "id": item, "status": status, "summary": [],
-            "content": [{"type": "reasoning_text", "text": text}] if status != "in_progress"
-            else []}
+            "content": [reasoning_part(text)] if status != "in_progress" else []}
 
 
 def whole_items(read: Extracted, status: str, reasoning: str | None = None) -> list[Json]:
@@ -81,7 +84,9 @@ class ItemStream:
             events += self._finish("completed")
         if self._open is None:
             self._open = self._start("reasoning", "rs")
-            events.append(self._added(reasoning_item(self._open.item, "", "in_progress")))
+            events += [self._added(reasoning_item(self._open.item, "", "in_progress")),
+                       {"type": "response.content_part.added", **self._where(),
+                        "part": reasoning_part("")}]
         self._open.text.append(text)
         events.append({"type": "response.reasoning_text.delta", **self._where(),
                        "delta": text})
@@ -154,9 +159,11 @@ class ItemStream:
         assert opened is not None
         text = "".join(opened.text)
         if opened.kind == "reasoning":
+            where = {"item_id": opened.item, "output_index": opened.index, "content_index": 0}
             item = reasoning_item(opened.item, text, status)
-            events = [{"type": "response.reasoning_text.done", "item_id": opened.item,
-                       "output_index": opened.index, "content_index": 0, "text": text}]
+            events = [{"type": "response.reasoning_text.done", **where, "text": text},
+                      {"type": "response.content_part.done", **where,
+                       "part": reasoning_part(text)}]
         elif opened.kind == "message":
             where = {"item_id": opened.item, "output_index": opened.index, "content_index": 0}
             item = message_item(opened.item, text, status)

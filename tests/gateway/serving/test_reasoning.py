@@ -97,6 +97,14 @@ async def test_responses_when_model_reasons_then_reasoning_item_whole_and_stream
     assert kinds.index("response.reasoning_text.done") < kinds.index("response.output_text.delta")
     assert "".join(e["delta"] for e in found if e["type"] == "response.reasoning_text.delta") \
         == "Paris is in France."
+    reasoning_events = [e["type"] for e in found if e.get("output_index") == 0
+                        and e["type"] != "response.reasoning_text.delta"]
+    assert reasoning_events == [  # as OpenAI streams a reasoning item (its SDKs rely on it)
+        "response.output_item.added", "response.content_part.added",
+        "response.reasoning_text.done", "response.content_part.done",
+        "response.output_item.done"]
+    part_added = next(e for e in found if e["type"] == "response.content_part.added")
+    assert part_added["part"] == {"type": "reasoning_text", "text": ""}
     completed = found[-1]["response"]
     assert [i["type"] for i in completed["output"]] == ["reasoning", "message"]
     assert completed["output"][0]["content"] == reasoning["content"]
