@@ -13,18 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 
 import typer
 
+from engine.config import EngineConfig
 from engine.errors import EngineError
 from engine.launcher import API_KEY_ENV, GateBind, replica_launch
 from engine.quantization.capability import adapt_to_hardware, require_supported
 from engine.replica_gate import GatePolicy
 from engine.replica_server import free_loopback_port, serve_beside, serve_sidecar
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 app = typer.Typer(help="Run engine replicas for remote mode.", no_args_is_help=True)
 HOST_HELP = f"Public bind address (beyond loopback: {API_KEY_ENV} must be set)."
+
+
+def replica_config(settings: Settings, model: str, extra: Sequence[str]) -> EngineConfig:
+    """The model's engine as its settings make it (LoRA's flags included), then ``extra``."""
+    config = settings.engine_config(model)
+    return dataclasses.replace(config, extra_args=(*config.extra_args, *extra))
 
 
 @app.command("serve", context_settings={"allow_extra_args": True,
@@ -39,13 +47,14 @@ def serve(
     drain_s: int = typer.Option(300, help="On SIGTERM, requests in flight get this long."),
 ) -> None:
     """Serve MODEL on http://HOST:PORT: POST /inference/v1/generate and /inference/v1/
-    abort_requests (or /v1/embeddings for a pooling model) with the key from VLLM_API_KEY,
+    abort_requests, adapter load/unload when LoRA is on (or /v1/embeddings for a pooling
+    model) with the key from VLLM_API_KEY,
     GET /health and /metrics without; every other path answers 404. vLLM's own server runs
     on 127.0.0.1:ENGINE-PORT. Arguments after ``--`` are vLLM engine flags."""
     settings = load_settings(profile=profile)
     if model not in settings.models:
         raise typer.BadParameter(f"unknown model {model!r}", param_hint="--model")
-    chosen = dataclasses.replace(settings.engine_config(model), extra_args=tuple(ctx.args))
+    chosen = replica_config(settings, model, ctx.args)
     try:
         require_supported(chosen)  # a clear error before vLLM tries the kernels
         launch = replica_launch(adapt_to_hardware(chosen), host, port,
