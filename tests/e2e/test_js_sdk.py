@@ -9,9 +9,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 
+from engine.lora.shipped import shipped_adapter
 from tests.conftest import LiveGateway
 from tests.e2e.test_chat_parity import PERSON, WEATHER
 
@@ -19,10 +21,10 @@ pytestmark = [pytest.mark.engine]
 CLIENT = Path(__file__).resolve().parent / "js" / "client.mjs"
 
 
-def run_js(gateway: LiveGateway, scenario: str) -> dict[str, Any]:
+def run_js(gateway: LiveGateway, scenario: str, **extra_env: str) -> dict[str, Any]:
     assert (CLIENT.parent / "node_modules" / "openai").is_dir(), "run scripts/js-client.sh"
     env = {**os.environ, "GATEWAY_URL": gateway.v1, "GATEWAY_KEY": gateway.admin_key,
-           "GATEWAY_MODEL": gateway.model}
+           "GATEWAY_MODEL": gateway.model, **extra_env}
     done = subprocess.run(["node", str(CLIENT), scenario], env=env, capture_output=True,
                           text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
@@ -63,3 +65,29 @@ def test_js_responses_stream_when_read_with_the_sdk_helper_then_events_and_final
     assert result["types"][-1] in ("response.completed", "response.incomplete")
     assert result["text"] == result["output_text"] and "Paris" in result["text"]
     assert result["usage"]["output_tokens"] > 0
+
+
+def test_js_adapter_when_used_by_name_then_reasoning_streams_apart_from_content(
+    live_gateway: LiveGateway,
+) -> None:
+    adapter = "think-for-js"  # the shipped think adapter, under a name of this test's own
+    with httpx.Client(base_url=live_gateway.base_url, timeout=300) as client:
+        registered = client.post("/admin/adapters", headers=live_gateway.admin_headers(), json={
+            "name": adapter, "base_model": live_gateway.model, "reasoning_parser": "olmo3",
+            "path": str(shipped_adapter("smollm2-135m-think"))})
+        assert registered.status_code == 201, registered.text
+        whole = client.post(f"{live_gateway.v1}/chat/completions",
+                            headers=live_gateway.admin_headers(), json={
+                                "model": adapter, "temperature": 0, "max_tokens": 96,
+                                "messages": [{"role": "user", "content": "What is 12 + 30?"}]})
+    assert whole.status_code == 200, whole.text
+    message = whole.json()["choices"][0]["message"]
+    result = run_js(live_gateway, "adapter-reasoning", GATEWAY_ADAPTER=adapter)
+    assert result["reasoning"] and "<think>" not in result["content"]
+    assert (result["reasoning"], result["content"]) == (message["reasoning_content"],
+                                                        message["content"])
+    details = result["usage"]["completion_tokens_details"]
+    assert details["reasoning_tokens"] == whole.json()["usage"]["completion_tokens_details"][
+        "reasoning_tokens"] > 0
+    assert result["reasoningEvents"] == result["itemText"] == message["reasoning_content"]
+    assert result["output_text"] == message["content"]

@@ -82,6 +82,37 @@ const scenarios = {
     const final = await stream.finalResponse();
     return { types, text, output_text: final.output_text, usage: final.usage };
   },
+  // An adapter by name (GATEWAY_ADAPTER): reasoning read from the chat stream's deltas and
+  // from the Responses stream's reasoning events and final reasoning item.
+  async "adapter-reasoning"() {
+    const adapter = process.env.GATEWAY_ADAPTER;
+    const question = "What is 12 + 30?";
+    const stream = await client.chat.completions.create({
+      model: adapter, stream: true, temperature: 0, max_tokens: 96,
+      messages: [{ role: "user", content: question }],
+      stream_options: { include_usage: true },
+    });
+    let reasoning = "";
+    let content = "";
+    let usage = null;
+    for await (const chunk of stream) {
+      if (chunk.usage) usage = chunk.usage;
+      const delta = chunk.choices[0]?.delta ?? {};
+      reasoning += delta.reasoning_content ?? "";
+      content += delta.content ?? "";
+    }
+    const events = client.responses.stream({
+      model: adapter, input: question, max_output_tokens: 96, temperature: 0,
+    });
+    let reasoningEvents = "";
+    for await (const event of events) {
+      if (event.type === "response.reasoning_text.delta") reasoningEvents += event.delta;
+    }
+    const final = await events.finalResponse();
+    const item = final.output.find((o) => o.type === "reasoning");
+    const itemText = (item?.content ?? []).map((c) => c.text).join("");
+    return { reasoning, content, usage, reasoningEvents, itemText, output_text: final.output_text };
+  },
 };
 
 const name = process.argv[2];
