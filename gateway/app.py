@@ -62,7 +62,7 @@ def create_app(state: GatewayState, *, manage_engines: bool = True) -> FastAPI:
         state.draining = False
         if state.metering is not None:
             await state.metering.start()  # migrate, close rows a crash left open
-        await adapter_routes.load_adapters(state)  # registered LoRA adapters
+        await adapter_routes.follow_adapters(state)  # registered LoRA adapters, kept in step
         await state.planning.start()  # worker processes start in the background
         engines = EngineStartup(state.models, state.settings.default_model, _stop_process)
         if manage_engines:

@@ -1,6 +1,7 @@
 """``/admin/adapters``: LoRA adapters served on a base model, chosen by ``model``. Admin
-only. Registered adapters are kept in the ledger database (every gateway loads them at
-start); without metering they live in this gateway's memory only."""
+only. Registered adapters are kept in the ledger database: every gateway loads them at
+start and follows changes made through the others (gateway/metering/adapter_feed.py);
+without metering they live in this gateway's memory only."""
 
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ async def create_adapter(
     if (store := _store(state)) is not None:
         adapter = await store.create(adapter)
     state.models.adapters.put(adapter, reasoning)
+    await _announce(state)
     return adapter.as_json()
 
 
@@ -163,14 +165,33 @@ async def delete_adapter(
     stored = (store := _store(state)) is not None and await store.delete(name)
     if not state.models.adapters.remove(name) and not stored:
         raise NotFoundError(f"no adapter {name!r}")
+    await _announce(state)
     return {"object": "adapter", "id": name, "deleted": True}
 
 
-async def load_adapters(state: GatewayState) -> None:
-    """At start: the adapters the database holds, whose base model this gateway serves."""
+async def _announce(state: GatewayState) -> None:
+    if state.metering is not None:
+        await state.metering.adapter_feed.changed()
+
+
+async def sync_adapters(state: GatewayState) -> None:
+    """Serve what the database holds (at start, then on each change another gateway
+    announces, and periodically): new and changed adapters whose base model this gateway
+    serves are put in the catalog, ones no longer registered are taken out."""
     if (store := _store(state)) is None:
         return
     served = {m.name: m for m in state.models}
-    for adapter in await store.list():
-        if (base := served.get(adapter.base_model)) is not None:
-            state.models.adapters.put(adapter, _reasoner(adapter.reasoning_parser, base))
+    stored = {a.name: a for a in await store.list() if a.base_model in served}
+    catalog = state.models.adapters
+    for gone in [a.name for a in catalog if a.name not in stored]:
+        catalog.remove(gone)
+    for name, adapter in stored.items():
+        if catalog.get(name) != adapter:
+            catalog.put(adapter, _reasoner(adapter.reasoning_parser, served[adapter.base_model]))
+
+
+async def follow_adapters(state: GatewayState) -> None:
+    """At start: load the registered adapters, then follow changes made elsewhere."""
+    await sync_adapters(state)
+    if state.metering is not None:
+        await state.metering.adapter_feed.start(lambda: sync_adapters(state))

@@ -24,6 +24,7 @@ from gateway.limits.memory import InProcessLimiter
 from gateway.limits.quota import Limiter, Subject
 from gateway.limits.redis_backend import RedisLimiter
 from gateway.metering.accounting import MeteredAccounting
+from gateway.metering.adapter_feed import AdapterFeed
 from gateway.metering.attribution_caps import AttributionCaps
 from gateway.metering.database import PoolOptions, create_database_engine, migrate
 from gateway.metering.journal import SettlementJournal, journal_path
@@ -62,6 +63,7 @@ class Metering:
     orphan_after_s: float
     tenants: TenantStore
     key_changes: KeyChanges  # the cache of verified keys, kept fresh across gateways
+    adapter_feed: AdapterFeed  # adapter registrations, reaching every gateway
 
     async def start(self) -> None:
         await migrate(self.database)
@@ -76,6 +78,7 @@ class Metering:
         await self.accounting.close()  # settlements waiting for the database: a last try
         await self.limiter.close()
         await self.key_changes.stop()
+        await self.adapter_feed.stop()
         await self.database.dispose()
 
 
@@ -116,4 +119,5 @@ def build_metering(settings: Settings, registry: CollectorRegistry | None = None
     authenticator = KeyAuthenticator(auth.enabled, admin, keys, cache=changes.cache)
     return Metering(database, ledger, keys, limiter, accounting, authenticator,
                     settings.metering.orphan_after_s,
-                    TenantStore(database, on_change=changes.changed), changes)
+                    TenantStore(database, on_change=changes.changed), changes,
+                    AdapterFeed(url, options.redis_timeout_s))
