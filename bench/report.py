@@ -82,8 +82,14 @@ def markdown(doc: Mapping[str, Any], plot_files: list[str]) -> str:
 
 def save_run(doc: dict[str, Any], kind: str, render: Callable[[dict[str, Any]], str]) -> Path:
     """One benchmark's run as ``bench/results/<date>-<machine>-<kind>.{json,md}``; returns
-    the Markdown file (the committed record of the run, with its machine)."""
-    stem = RESULTS / f"{doc['date']}-{doc['machine']['name']}-{kind}"
+    the Markdown file (the committed record of the run, with its machine). A second run of
+    the same day, machine and kind gets ``-2``, ``-3``...: a committed record is never
+    overwritten."""
+    base = f"{doc['date']}-{doc['machine']['name']}-{kind}"
+    stem, count = RESULTS / base, 1
+    while stem.with_suffix(".json").exists() or stem.with_suffix(".md").exists():
+        count += 1
+        stem = RESULTS / f"{base}-{count}"
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
     markdown_file = stem.with_suffix(".md")
     markdown_file.write_text(render(doc))

@@ -101,8 +101,7 @@ def render(doc: dict[str, Any]) -> str:
         f"# Gateway overhead against token-rate stubs ({doc['date']})", "",
         f"Machine: {machine['cpu']}, {machine['cores_usable']} cores, "
         f"{machine.get('memory_gib')} GiB; commit {machine.get('git_commit')}; load average "
-        f"at start {machine['load_average_start']}, at end {doc.get('load_average_end')} "
-        "(a shared machine: other engineers' jobs ran on both cores).",
+        f"at start {machine['load_average_start']}, at end {doc.get('load_average_end')}.",
         f"Cores: target (gateway or LiteLLM) {doc['cores']['target']}, stubs and load "
         f"generator {doc['cores']['stubs_and_load']}. {doc.get('note') or ''}", "",
         f"Sizes: {sizes}.", "",

@@ -6,7 +6,11 @@ tests/e2e/test_remote_replicas.py."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import httpx
 
 from engine.discovery import ReplicaSource
 from engine.fake import FakeEngine
@@ -29,24 +33,30 @@ from tests.gateway.metered import ADMIN
 KEY = "replica-key"
 
 
-async def test_adapter_on_replicas_when_registered_then_loaded_there_and_billed(
-    database_url: str, tmp_path: Path,
-) -> None:
-    fake = FakeVllm(FakeEngine(MODEL, reply=REPLY), api_key=KEY)
+@asynccontextmanager
+async def remote_gateway(fake: FakeVllm, database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A metered gateway whose model is served by one stand-in replica."""
     async with fake_vllms(fake) as [replica]:
         router = ReplicaRouter(MODEL, 2048, ReplicaSource((replica.url,)), RoutingPolicy(),
                                access=ReplicaAccess(KEY, max_loras=2))
         await router.start()
         try:
             async with Gateway(lora_settings(database_url), router) as client:
-                missing = await client.post("/admin/adapters", headers=ADMIN,
-                                            json=registration(tmp_path / "not-there"))
-                created = await client.post("/admin/adapters", headers=ADMIN,
-                                            json=registration(adapter_folder(tmp_path)))
-                response = await client.post("/v1/chat/completions", json=chat(ADAPTER),
-                                             headers=ADMIN)
+                yield client
         finally:
             await router.stop()
+
+
+async def test_adapter_on_replicas_when_registered_then_loaded_there_and_billed(
+    database_url: str, tmp_path: Path,
+) -> None:
+    fake = FakeVllm(FakeEngine(MODEL, reply=REPLY), api_key=KEY)
+    async with remote_gateway(fake, database_url) as client:
+        missing = await client.post("/admin/adapters", headers=ADMIN,
+                                    json=registration(tmp_path / "not-there"))
+        created = await client.post("/admin/adapters", headers=ADMIN,
+                                    json=registration(adapter_folder(tmp_path)))
+        response = await client.post("/v1/chat/completions", json=chat(ADAPTER), headers=ADMIN)
     assert missing.status_code == 400
     assert missing.json()["error"]["param"] == "path"
     assert "No adapter found" in missing.json()["error"]["message"]
@@ -65,15 +75,8 @@ async def test_adapter_on_replicas_when_path_relative_then_refused(
     database_url: str, tmp_path: Path,
 ) -> None:
     fake = FakeVllm(FakeEngine(MODEL), api_key=KEY)
-    async with fake_vllms(fake) as [replica]:
-        router = ReplicaRouter(MODEL, 2048, ReplicaSource((replica.url,)), RoutingPolicy(),
-                               access=ReplicaAccess(KEY, max_loras=2))
-        await router.start()
-        try:
-            async with Gateway(lora_settings(database_url), router) as client:
-                refused = await client.post("/admin/adapters", headers=ADMIN,
-                                            json=registration(Path("adapters/think")))
-        finally:
-            await router.stop()
+    async with remote_gateway(fake, database_url) as client:
+        refused = await client.post("/admin/adapters", headers=ADMIN,
+                                    json=registration(Path("adapters/think")))
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "path"
     assert fake.lora_calls == []

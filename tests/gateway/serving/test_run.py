@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from engine.fake import FakeEngine
 from engine.protocol import GenerationRequest, SamplingSpec
-from gateway.serving.accounting import Outcome, Settled
 from gateway.serving.run import RequestRun
-
-
-class Ticket:
-    def __init__(self) -> None:
-        self.outcomes: list[Outcome] = []
-
-    async def settle(self, outcome: Outcome) -> Settled:
-        self.outcomes.append(outcome)
-        return Settled()
+from tests.gateway.streaming.test_timers import Ticket
 
 
 async def test_run_when_closed_mid_stream_then_drains_the_final_abort_output_and_bills_it_all(
