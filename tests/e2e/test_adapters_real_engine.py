@@ -23,7 +23,8 @@ from gateway.metering.tables import LedgerRow
 from tests.conftest import LiveGateway
 
 ADAPTER = "smollm2-135m-think"
-PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 12 + 30?"}]
+QUESTION = "What is 12 + 30?"
+PROMPT: list[ChatCompletionMessageParam] = [{"role": "user", "content": QUESTION}]
 PRICE = {"prompt": "1.5", "completion": "6"}
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -91,6 +92,11 @@ async def test_think_adapter_when_used_by_name_then_reasoning_split_counted_and_
     parts = [(c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
              for c in streamed if c.choices]
     assert "".join(parts) == reasoning
+    response = client.responses.create(model=ADAPTER, input=QUESTION, temperature=0,
+                                       max_output_tokens=96)
+    item = next(o for o in response.output if o.type == "reasoning")
+    assert "".join(c.text for c in item.content or []) == reasoning  # Responses, whole
+    assert response.output_text == message.content
     row = await _ledger_row(live_gateway, raw.headers["x-request-id"])
     cost = (usage.prompt_tokens * Decimal(PRICE["prompt"])
             + usage.completion_tokens * Decimal(PRICE["completion"])).scaleb(-6)
