@@ -20,7 +20,7 @@ def policy(settings: ServerSettings) -> SlowClientPolicy:
         header_timeout_s=settings.header_timeout_s, body_timeout_s=settings.body_timeout_s,
         max_pending=settings.max_pending_connections,
         max_pending_per_client=settings.max_pending_per_client,
-        slow_after_s=min(1.0, settings.header_timeout_s / 2))
+        slow_after_s=settings.slow_after_s)
 
 
 def guarded_protocol(policy: SlowClientPolicy, parser: Parser = "auto") -> type[asyncio.Protocol]:

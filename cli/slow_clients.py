@@ -47,7 +47,7 @@ class SlowClientPolicy:
     body_timeout_s: float
     max_pending: int  # connections still sending headers, all clients
     max_pending_per_client: int  # ... from one address; 0: no per-address cap
-    slow_after_s: float = 1.0  # pending this long, a connection past its address's cap is slow
+    slow_after_s: float = 5.0  # pending this long, a connection past its address's cap is slow
 
     def __post_init__(self) -> None:
         if self.header_timeout_s <= 0 or self.body_timeout_s <= 0 or self.slow_after_s < 0:

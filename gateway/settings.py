@@ -240,9 +240,19 @@ class ServerSettings(_Strict):
     # address holding the most is closed
     max_pending_connections: int = Field(512, ge=1)
     # ... and per client address (the TCP peer): past it, that address's oldest pending
-    # connection is closed once it is slow (pending for a second). Nothing is refused for its
-    # address; 0: no per-address cap
+    # connection is closed once it is slow (pending ``slow_after_s``). Nothing is refused for
+    # its address; 0: no per-address cap
     max_pending_per_client: int = Field(32, ge=0)
+    # Pending this long, a connection past its address's cap may be closed for a newcomer.
+    # A busy client (200 streams from one box, its loop behind) can take over a second
+    # between connecting and writing its request; that is not slowloris
+    slow_after_s: float = Field(5, gt=0)
+
+    @model_validator(mode="after")
+    def _slow_before_the_deadline(self) -> ServerSettings:
+        if self.slow_after_s >= self.header_timeout_s:
+            raise ValueError("server.slow_after_s must be below server.header_timeout_s")
+        return self
 
 
 class PriceSettings(_Strict):

@@ -16,6 +16,7 @@ from tests.conftest import REPO, free_port
 from tests.gateway.metered import ADMIN
 
 HEADER_TIMEOUT_S = 3.0
+SLOW_AFTER_S = 1.0  # past the per-address cap, pending this long may be closed
 BODY_TIMEOUT_S = 2.0
 MAX_IN_FLIGHT = 256  # serve's old connection limit would be 320: below the floods here
 
@@ -37,6 +38,7 @@ def start(tmp: Path, label: str, *args: str, probes: bool = True) -> SlowGateway
     env = {**os.environ, "LLMGW_METERING__DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/ledger.db",
            "LLMGW_SERVER__HEADER_TIMEOUT_S": str(HEADER_TIMEOUT_S),
            "LLMGW_SERVER__BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
+           "LLMGW_SERVER__SLOW_AFTER_S": str(SLOW_AFTER_S),
            "LLMGW_LIMITS__MAX_IN_FLIGHT": str(MAX_IN_FLIGHT)}
     command = [sys.executable, "-m", "tests.cli.guarded_gateway", "--port", str(port), *args]
     command += ["--probe-port", str(probe_port)] if probe_port else []

@@ -42,7 +42,7 @@ class Connection:
 
 def _policy(header_s: float = 60, body_s: float = 60, total: int = 100,
             per_client: int = 10) -> SlowClientPolicy:
-    return SlowClientPolicy(header_s, body_s, total, per_client)
+    return SlowClientPolicy(header_s, body_s, total, per_client, slow_after_s=1.0)
 
 
 class Clock:
@@ -74,6 +74,21 @@ def test_pending_when_an_address_past_its_cap_has_a_slow_one_then_its_oldest_is_
     pending.admit(other, "10.0.0.2")
     assert first.closed == [Phase.HEADERS]
     assert not any(c.closed for c in (second, third, other)) and len(pending) == 3
+
+
+def test_pending_when_a_busy_client_writes_its_requests_a_second_late_then_none_is_closed(
+) -> None:
+    clock = Clock()
+    rules = policy(ServerSettings())
+    pending = PendingConnections(rules, clock)
+    streams = [Connection() for _ in range(200)]  # one host's 200 streams, its loop behind
+    for i, connection in enumerate(streams):
+        clock.now = i * 0.01  # connected over 2 s, none has written its request yet
+        pending.admit(connection, "10.0.0.1")
+    assert not any(c.closed for c in streams)
+    clock.now = rules.slow_after_s + 0.5  # a flood's sockets are slow by now
+    pending.admit(Connection(), "10.0.0.1")
+    assert streams[0].closed == [Phase.HEADERS] and not any(c.closed for c in streams[1:])
 
 
 def test_pending_when_the_loop_left_an_old_one_unread_then_the_oldest_read_one_is_closed(
@@ -206,9 +221,11 @@ async def test_guard_when_the_message_is_complete_then_no_deadline_is_left() -> 
 def test_policy_when_read_from_the_settings_then_the_defaults_hold() -> None:
     server = load_settings(profile="test").server
     assert server.probe_port is None
-    assert policy(server) == SlowClientPolicy(10, 30, 512, 32)
+    assert policy(server) == SlowClientPolicy(10, 30, 512, 32, 5)
     with pytest.raises(ValueError):
         SlowClientPolicy(0, 30, 512, 32)
+    with pytest.raises(ValueError, match="slow_after_s"):
+        ServerSettings(header_timeout_s=4)  # slow_after_s (5) must come before the deadline
 
 
 def test_guarded_protocol_when_built_then_each_listener_counts_its_own_pending() -> None:

@@ -30,6 +30,7 @@ from tests.cli.slow_gateway import (
     BODY_TIMEOUT_S,
     HEADER_TIMEOUT_S,
     MAX_IN_FLIGHT,
+    SLOW_AFTER_S,
     SlowGateway,
     read_to_eof,
     start,
@@ -64,7 +65,7 @@ def _results_folder(tmp_path: Path) -> Path:
 
 def _settings(max_in_flight: int = MAX_IN_FLIGHT) -> dict[str, float]:
     return {"header_timeout_s": HEADER_TIMEOUT_S, "body_timeout_s": BODY_TIMEOUT_S,
-            "max_pending_connections": 512, "max_pending_per_client": 32,
+            "max_pending_connections": 512, "max_pending_per_client": 32, "slow_after_s": SLOW_AFTER_S,
             "max_in_flight": max_in_flight}
 
 
@@ -128,7 +129,7 @@ def test_pending_when_one_address_exceeds_its_cap_then_its_slow_ones_close_early
         start_first = time.monotonic()
         first = [asyncio.create_task(answered_after(await connect(), start_first))
                  for _ in range(32)]  # the address's cap, sending nothing
-        await asyncio.sleep(1.5)  # past slow_after_s (1 s): those 32 are slow now
+        await asyncio.sleep(SLOW_AFTER_S + 0.5)  # past slow_after_s: those 32 are slow now
         start_more = time.monotonic()
         more = [asyncio.create_task(answered_after(await connect(), start_more))
                 for _ in range(8)]
