@@ -14,19 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import socket
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import date
-from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from bench.fair_share import MODEL, RESULTS, measure
-from bench.machine import describe
+from bench.fair_share import MODEL, measure
+from bench.report import finish_run, start_run
 from engine.fake import CharRenderer, FakeEngine
 from gateway.app import create_app
 from gateway.bootstrap import build_state
@@ -98,16 +94,10 @@ def main() -> None:
     parser.add_argument("--unloaded-s", type=float, default=2.0)
     parser.add_argument("--long-tokens", type=int, default=64)
     parser.add_argument("--short-tokens", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    doc: dict[str, Any] = {"machine": describe(),
-                           "args": {k: str(v) for k, v in vars(args).items()}}
+    doc = start_run(args)
     doc["fair"] = asyncio.run(run(args))
-    doc["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
-    stem = args.out / f"{date.today().isoformat()}-fake-engine-fair-share"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(doc))
-    print(f"wrote {stem}.json and .md")
+    finish_run(doc, "fake-engine-fair-share", render)
 
 
 if __name__ == "__main__":

@@ -17,21 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench.fair_share import MODEL, RESULTS, _run, _shares, _tenants, _weight
+from bench.fair_share import MODEL, _run, _shares, _tenants, _weight
 from bench.fair_share_fake import serve_app
 from bench.fair_share_load import Client, keep_open
-from bench.machine import describe
+from bench.report import finish_run, start_run
 from engine.fake import CharRenderer, FakeEngine
 from engine.protocol import EngineOutput, EngineStats, GenerationRequest
 from gateway.app import create_app
@@ -132,16 +128,10 @@ def main() -> None:
     parser.add_argument("--token-ms", type=float, default=20.0)
     parser.add_argument("--phase-s", type=float, default=20.0)
     parser.add_argument("--long-tokens", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    doc: dict[str, Any] = {"machine": describe(),
-                           "args": {k: str(v) for k, v in vars(args).items()}}
+    doc = start_run(args)
     doc["placements"] = asyncio.run(measure(args))
-    doc["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
-    stem = args.out / f"{date.today().isoformat()}-fake-engine-fair-share-two-gateways"
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1) + "\n")
-    stem.with_suffix(".md").write_text(render(doc))
-    print(f"wrote {stem}.json and .md")
+    finish_run(doc, "fake-engine-fair-share-two-gateways", render)
 
 
 if __name__ == "__main__":

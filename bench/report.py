@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
+import os
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from bench import plots
+from bench.machine import describe
 from bench.plan import Section
 
 METHOD = (
@@ -94,6 +98,20 @@ def save_run(doc: dict[str, Any], kind: str, render: Callable[[dict[str, Any]], 
     markdown_file = stem.with_suffix(".md")
     markdown_file.write_text(render(doc))
     return markdown_file
+
+
+def start_run(args: argparse.Namespace) -> dict[str, Any]:
+    """A run's record before it runs: the date, the machine (its load now), the arguments."""
+    return {"date": date.today().isoformat(), "machine": describe(),
+            "args": {k: str(v) for k, v in vars(args).items()}}
+
+
+def finish_run(doc: dict[str, Any], kind: str, render: Callable[[dict[str, Any]], str]) -> Path:
+    """The load average at the end, then ``save_run``."""
+    doc["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
+    written = save_run(doc, kind, render)
+    print(f"wrote {written} and its .json")
+    return written
 
 
 def write(doc: dict[str, Any], folder: Path, stem: str) -> list[Path]:
