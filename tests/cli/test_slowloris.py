@@ -65,8 +65,8 @@ def _results_folder(tmp_path: Path) -> Path:
 
 def _settings(max_in_flight: int = MAX_IN_FLIGHT) -> dict[str, float]:
     return {"header_timeout_s": HEADER_TIMEOUT_S, "body_timeout_s": BODY_TIMEOUT_S,
-            "max_pending_connections": 512, "max_pending_per_client": 32, "slow_after_s": SLOW_AFTER_S,
-            "max_in_flight": max_in_flight}
+            "max_pending_connections": 512, "max_pending_per_client": 32,
+            "slow_after_s": SLOW_AFTER_S, "max_in_flight": max_in_flight}
 
 
 def test_flood_when_slow_sockets_fill_the_api_port_then_probes_and_api_answer_and_all_close(
