@@ -45,6 +45,7 @@ from engine.vllm_http import (
 PROBE_TIMEOUT_S = 5.0
 ABORT_GRACE_S = 5.0
 LOAD_TIMEOUT_S = 120.0  # loading an adapter reads its weights on the replica
+STREAM_END_S = 1.0  # after [DONE], how long the rest of a stream may take to arrive
 
 
 class AdapterMissingError(Exception):
@@ -265,5 +266,17 @@ async def _payloads(response: httpx.Response, running: _Open) -> AsyncIterator[b
             if line.startswith(b"data:"):
                 data = line[5:].strip()
                 if data == b"[DONE]":
+                    await _read_to_end(raw)
                     return
                 yield data
+
+
+async def _read_to_end(raw: AsyncIterator[bytes]) -> None:
+    """The stream's last bytes (its end follows ``[DONE]`` at once): a response read to its
+    end hands its connection back to the pool; closed half-read, the connection is dropped
+    and the next request pays a new TCP (TLS in production) handshake. A replica that holds
+    the stream open past ``STREAM_END_S`` loses the connection instead."""
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout(STREAM_END_S):
+            async for _ in raw:
+                pass

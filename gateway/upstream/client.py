@@ -10,6 +10,7 @@ credentials, a 5xx, a timeout or an unreachable host is a 502 ``upstream_error``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ from gateway.upstream.tokens import TiktokenCounter, encoding_name_for, offline_
 
 log = logging.getLogger("llm_gateway.upstream")
 RETRY_BACKOFF_S = 0.5  # then 1 s, 2 s, ...
+STREAM_END_S = 1.0  # after [DONE], how long the rest of a stream may take to arrive
 
 
 @dataclass(frozen=True)
@@ -172,10 +174,17 @@ async def _refused(response: httpx.Response) -> GatewayError:
 
 
 async def chunks(response: httpx.Response) -> AsyncGenerator[dict[str, Any], None]:
-    """The JSON chunks of an open OpenAI event stream, up to ``[DONE]``."""
+    """The JSON chunks of an open OpenAI event stream, up to ``[DONE]``; then the stream is
+    read to its end, so its connection goes back to the pool (closed half-read, it is
+    dropped and the next request pays a new TLS handshake)."""
+    events = EventSource(response).aiter_sse()
     try:
-        async for event in EventSource(response).aiter_sse():
+        async for event in events:
             if event.data == DONE:
+                with contextlib.suppress(TimeoutError, httpx.HTTPError):
+                    async with asyncio.timeout(STREAM_END_S):
+                        async for _ in events:
+                            pass
                 return
             payload = json.loads(event.data)
             if isinstance(payload, dict) and "error" in payload:

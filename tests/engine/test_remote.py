@@ -73,6 +73,18 @@ async def test_generate_streams_the_replicas_token_ids_text_and_finish_per_choic
         assert engine.outstanding == 0
 
 
+async def test_generate_when_requests_follow_each_other_then_they_reuse_one_connection(
+) -> None:
+    # The stream is read to its end after [DONE]: a response closed half-read cannot go back
+    # to the pool, and a new TCP (in production TLS) connection per request costs the gateway
+    # CPU and the replica a handshake.
+    fake = FakeVllm(FakeEngine("m"), api_key=KEY)
+    async with replica(fake) as (engine, _):
+        for i in range(5):
+            assert (await collect(engine, request(f"r{i}", max_tokens=4)))[-1].finished
+    assert fake.requests_total == 5 and len(fake.peers) == 1, fake.peers
+
+
 async def test_request_carries_token_ids_sampling_salt_and_the_api_key() -> None:
     fake = FakeVllm(FakeEngine("m"), api_key=KEY)
     async with replica(fake) as (engine, _):

@@ -51,6 +51,7 @@ class FakeVllm:
     ignore_aborts: bool = False
     bodies: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    peers: set[tuple[str, int]] = field(default_factory=set)  # the client ends of connections
     requests_total: int = 0
     lora_runtime: bool = True  # VLLM_ALLOW_RUNTIME_LORA_UPDATING: the load/unload routes exist
     loras: dict[str, str] = field(default_factory=dict)  # loaded adapters: name -> path
@@ -129,6 +130,8 @@ def _routes(replica: FakeVllm) -> list[Route]:
         body = await request.json()
         replica.bodies.append(body)
         replica.headers.append(dict(request.headers))
+        if request.client is not None:
+            replica.peers.add((request.client.host, request.client.port))
         engine_request = _request(body)
         if (model := body.get("model")) is not None and model not in replica.loras:
             message = f"The model `{model}` does not exist."

@@ -34,6 +34,7 @@ class Behaviour:
     token_delay_s: float = 0.0
     seen: list[dict[str, Any]] = field(default_factory=list)
     disconnected: asyncio.Event = field(default_factory=asyncio.Event)
+    peers: set[tuple[str, int]] = field(default_factory=set)  # the client ends of connections
 
 
 def words(count: int) -> list[str]:
@@ -81,6 +82,8 @@ def upstream_app(behaviour: Behaviour) -> FastAPI:
         body = await request.json()
         behaviour.seen.append({"kind": kind, "body": body,
                                "authorization": request.headers.get("authorization")})
+        if request.client is not None:
+            behaviour.peers.add((request.client.host, request.client.port))
         if request.headers.get("authorization") != f"Bearer {UPSTREAM_KEY}":
             return JSONResponse({"error": {"message": "bad key", "type": "auth"}}, 401)
         failing = behaviour.fail_times is None or len(behaviour.seen) <= behaviour.fail_times

@@ -110,6 +110,18 @@ async def test_stream_when_upstream_reports_usage_then_last_chunk_carries_it_wit
         assert (row.completion_tokens, row.estimated) == (6, False)
 
 
+async def test_stream_when_relayed_one_after_another_then_one_upstream_connection_serves_all(
+    database_url: str,
+) -> None:
+    behaviour = Behaviour()
+    async with relayed(database_url, behaviour) as (client, _state, key):
+        for _ in range(4):
+            response = await client.post("/v1/chat/completions",
+                                         json={**CHAT, "stream": True}, headers=bearer(key))
+            assert response.text.rstrip().endswith("data: [DONE]"), response.text
+    assert len(behaviour.seen) == 4 and len(behaviour.peers) == 1, behaviour.peers
+
+
 async def test_stream_when_upstream_sends_no_usage_then_tiktoken_counts_flagged_estimated(
     database_url: str,
 ) -> None:
