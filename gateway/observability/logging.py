@@ -25,10 +25,12 @@ class RequestIdFilter(logging.Filter):
 
 HUMAN = "%(asctime)s %(levelname)-7s %(message)s"
 # Libraries whose INFO lines say nothing an operator acts on (Alembic's plugin and migration
-# chatter, vLLM's import notes in the gateway's process): WARNING and above unless the level
-# asked for is DEBUG. vLLM's engine processes log through vLLM's own configuration
+# chatter, vLLM's import notes in the gateway's process, httpx's line per call to a replica
+# or upstream, which the request's own "request finished" line already covers and which
+# cost a JSON record per request on the hot path): WARNING and above unless the level asked
+# for is DEBUG. vLLM's engine processes log through vLLM's own configuration
 # (VLLM_LOGGING_LEVEL, which `serve` sets to WARNING on a terminal).
-CHATTY = ("alembic", "vllm")
+CHATTY = ("alembic", "vllm", "httpx", "httpcore")
 
 
 def log_config(json_logs: bool, level: str = "INFO") -> dict[str, Any]:

@@ -16,7 +16,8 @@ import pytest
 from gateway.observability.logging import REQUEST_ID, log_config
 from tests.conftest import MODEL
 
-LOGGERS = ("", "llm_gateway", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
+LOGGERS = ("", "llm_gateway", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic", "httpx",
+           "httpcore")
 
 
 @contextlib.contextmanager
@@ -72,6 +73,13 @@ async def test_log_when_chat_finishes_then_one_line_with_its_request_id_and_usag
     assert finished[0]["request_id"] == response.headers["x-request-id"]
     assert finished[0]["status"] == "ok"
     assert finished[0]["completion_tokens"] == response.json()["usage"]["completion_tokens"]
+
+
+def test_log_when_a_replica_call_succeeds_then_httpx_writes_no_line_of_its_own() -> None:
+    with configured(json_logs=True) as stream:
+        logging.getLogger("httpx").info('HTTP Request: POST http://10.0.0.7:8000/x "200 OK"')
+        logging.getLogger("httpx").warning("a warning still reaches the log")
+    assert [r["message"] for r in records(stream)] == ["a warning still reaches the log"]
 
 
 def test_log_when_text_then_one_short_line_per_record() -> None:
