@@ -27,10 +27,32 @@ from gateway.limits.quota import Claim, Demand, Hold, SpendSeed, Windows, window
 from gateway.limits.redis_guard import RedisGuard, RedisUnavailable, connect
 from gateway.limits.refusal import Limit, refusal
 
-_RESERVE = """
+# One claim's checks, shared by RESERVE and ADMIT: ``a`` and ``k`` are the claim's first
+# ARGV and KEYS index; ``running(key)`` counts the requests it has in flight.
+_CHECKS = """
+local function refused(a, k, tokens, cost, slots, running)
+  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local budget, parallel = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  if rpm >= 0 and tonumber(redis.call('GET', KEYS[k + 1]) or '0') + 1 > rpm then return 1 end
+  if tpm >= 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') + tokens > tpm then
+    return 2
+  end
+  if budget >= 0 and tonumber(redis.call('GET', KEYS[k + 3]) or '0') + cost > budget then
+    return 3
+  end
+  if parallel >= 0 and running(KEYS[k + 4]) + slots > parallel then return 5 end
+  return 0
+end
+"""
+
+_RESERVE = _CHECKS + """
 local n, tokens, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local minute_ttl, now, lease_ends = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local lease_ttl, request_id, slots = tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9])
+local function running(key)  -- leases past their end are removed first
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  return redis.call('ZCARD', key)
+end
 for i = 0, n - 1 do
   local a, k = 10 + 6 * i, 4 * i
   if tonumber(ARGV[a + 2]) >= 0 and redis.call('EXISTS', KEYS[k + 3]) == 0 then
@@ -39,22 +61,8 @@ for i = 0, n - 1 do
   end
 end
 for i = 0, n - 1 do
-  local a, k = 10 + 6 * i, 4 * i
-  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local budget, parallel = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if rpm >= 0 and tonumber(redis.call('GET', KEYS[k + 1]) or '0') + 1 > rpm then
-    return {1, i}
-  end
-  if tpm >= 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') + tokens > tpm then
-    return {2, i}
-  end
-  if budget >= 0 and tonumber(redis.call('GET', KEYS[k + 3]) or '0') + cost > budget then
-    return {3, i}
-  end
-  if parallel >= 0 then
-    redis.call('ZREMRANGEBYSCORE', KEYS[k + 4], '-inf', now)
-    if redis.call('ZCARD', KEYS[k + 4]) + slots > parallel then return {5, i} end
-  end
+  local code = refused(10 + 6 * i, 4 * i, tokens, cost, slots, running)
+  if code > 0 then return {code, i} end
 end
 for i = 0, n - 1 do
   local a, k = 10 + 6 * i, 4 * i
@@ -89,26 +97,15 @@ return 0
 
 # RESERVE's checks, read-only: a budget counter not seeded yet counts as unspent, and
 # leases past their end are not counted (RESERVE removes them).
-_ADMIT = """
+_ADMIT = _CHECKS + """
 local n, tokens, cost, now, slots = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   ARGV[4], tonumber(ARGV[5])
+local function running(key)
+  return redis.call('ZCOUNT', key, '(' .. now, '+inf')
+end
 for i = 0, n - 1 do
-  local a, k = 6 + 4 * i, 4 * i
-  local rpm, tpm = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local budget, parallel = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  if rpm >= 0 and tonumber(redis.call('GET', KEYS[k + 1]) or '0') + 1 > rpm then
-    return {1, i}
-  end
-  if tpm >= 0 and tonumber(redis.call('GET', KEYS[k + 2]) or '0') + tokens > tpm then
-    return {2, i}
-  end
-  if budget >= 0 and tonumber(redis.call('GET', KEYS[k + 3]) or '0') + cost > budget then
-    return {3, i}
-  end
-  if parallel >= 0 and redis.call('ZCOUNT', KEYS[k + 4], '(' .. now, '+inf') + slots > parallel
-  then
-    return {5, i}
-  end
+  local code = refused(6 + 4 * i, 4 * i, tokens, cost, slots, running)
+  if code > 0 then return {code, i} end
 end
 return {0, 0}
 """
@@ -132,7 +129,7 @@ def _limit(value: int | None) -> int:
 class RedisLimiter:
     def __init__(self, url: str, seed: SpendSeed, prefix: str = "llmgw:",
                  lease_s: float = 3600.0, timeout_s: float = 0.5) -> None:
-        self._redis: Any = connect(url, timeout_s)
+        self._redis: Any = connect(url, timeout_s, bounded_by_guard=True)
         self._guard = RedisGuard(timeout_s)
         self._seed = seed
         self._prefix = prefix
