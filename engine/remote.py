@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -42,9 +43,13 @@ from engine.vllm_http import (
     status_error,
 )
 
+log = logging.getLogger("llm_gateway.engine.remote")
 PROBE_TIMEOUT_S = 5.0
 ABORT_GRACE_S = 5.0
 LOAD_TIMEOUT_S = 120.0  # loading an adapter reads its weights on the replica
+KEEPALIVE_S = 2.0  # below the replica's own keep-alive timeout
+# A pooled connection the replica closed as it was picked fails before any answer: sent again
+STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 STREAM_END_S = 1.0  # after [DONE], how long the rest of a stream may take to arrive
 
 
@@ -56,7 +61,10 @@ def default_client() -> httpx.AsyncClient:
     # No read timeout: a stream may be quiet while the replica queues it (the gateway's
     # stall timeout bounds that); connecting must be quick so a dead replica fails fast.
     timeout = httpx.Timeout(connect=3.0, read=None, write=30.0, pool=30.0)
-    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=64)
+    # Idle connections are dropped before vLLM's server drops them (uvicorn's keep-alive,
+    # VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s): one it closes as we pick it is a failed request.
+    limits = httpx.Limits(max_connections=1024, max_keepalive_connections=64,
+                          keepalive_expiry=KEEPALIVE_S)
     return httpx.AsyncClient(timeout=timeout, limits=limits)
 
 
@@ -229,8 +237,8 @@ class RemoteEngine:
         decoder = StreamDecoder(request, self.base_url)
         body = generate_body(request, priority=self._access.priority_scheduling)
         try:
-            async with self._client.stream("POST", f"{self.base_url}{GENERATE_PATH}", json=body,
-                                           headers=self._access.headers()) as response:
+            response = await self._send(body)
+            try:
                 if response.status_code != 200:
                     await response.aread()
                     if response.status_code == 404 and request.lora is not None:
@@ -239,10 +247,26 @@ class RemoteEngine:
                 async for data in _payloads(response, running):
                     if (out := decoder.feed(data)) is not None:
                         yield out
+            finally:
+                await response.aclose()
         except httpx.HTTPError as exc:
             if not running.aborted:  # a stream closed after an abort ended as asked
                 raise EngineUnavailableError(f"replica {self.base_url}: {exc!r}") from exc
         yield decoder.finish(aborted=running.aborted)
+
+
+    async def _send(self, body: dict[str, Any]) -> httpx.Response:
+        """The generation's streamed response. A connection from the pool that the replica
+        closed meanwhile fails before any answer (nothing ran there): sent again, once; a
+        fresh connection that fails is the replica's failure."""
+        request = self._client.build_request("POST", f"{self.base_url}{GENERATE_PATH}",
+                                             json=body, headers=self._access.headers())
+        try:
+            return await self._client.send(request, stream=True)
+        except STALE_CONNECTION as exc:
+            log.info("replica %s closed a pooled connection (%r); sending again",
+                     self.base_url, exc)
+            return await self._client.send(request, stream=True)
 
 
 async def _payloads(response: httpx.Response, running: _Open) -> AsyncIterator[bytes]:

@@ -29,6 +29,7 @@ from gateway.upstream.tokens import TiktokenCounter, encoding_name_for, offline_
 
 log = logging.getLogger("llm_gateway.upstream")
 RETRY_BACKOFF_S = 0.5  # then 1 s, 2 s, ...
+KEEPALIVE_S = 2.0  # below the upstream server's own keep-alive timeout
 STREAM_END_S = 1.0  # after [DONE], how long the rest of a stream may take to arrive
 
 
@@ -115,8 +116,11 @@ class UpstreamClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         headers = {"authorization": f"Bearer {model.api_key}"} if model.api_key else {}
         timeout = httpx.Timeout(model.timeout_s, connect=model.connect_timeout_s)
+        # Idle connections are dropped before a uvicorn server (vLLM's own, 5 s) drops them.
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20,
+                              keepalive_expiry=KEEPALIVE_S)
         self._http = httpx.AsyncClient(base_url=model.base_url, headers=headers,
-                                       timeout=timeout, transport=transport)
+                                       timeout=timeout, transport=transport, limits=limits)
         self._retries = model.retries
         self._breaker = CircuitBreaker(model.breaker_failures, model.breaker_cooldown_s)
 

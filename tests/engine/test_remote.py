@@ -7,6 +7,7 @@ server is tests/e2e/test_remote_replicas.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -235,3 +236,63 @@ def test_the_body_is_vllms_own_generate_request_with_our_sampling_params() -> No
 def test_a_salt_vllms_server_would_refuse_is_refused_before_it_is_sent(salt: str) -> None:
     with pytest.raises(ValueError, match="cache_salt"):
         GenerationRequest("r", (1,), SamplingSpec(max_tokens=1), cache_salt=salt)
+
+
+@asynccontextmanager
+async def dropping_proxy(target: str, drop: set[int]) -> AsyncIterator[str]:
+    """A TCP proxy to ``target`` that closes a connection, unanswered, when the request whose
+    number on that connection (from 1) is in ``drop`` arrives: a keep-alive the server ended
+    just as the client reused it. Yields the proxy's URL."""
+    host, port = target.removeprefix("http://").split(":")
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(client: asyncio.StreamReader, to_client: asyncio.StreamWriter) -> None:
+        upstream, to_upstream = await asyncio.open_connection(host, int(port))
+        back = asyncio.create_task(pump(upstream, to_client))
+        requests = 0
+        try:
+            while data := await client.read(65536):
+                if data.startswith((b"POST ", b"GET ")):
+                    requests += 1
+                    if requests in drop:
+                        return
+                to_upstream.write(data)
+                await to_upstream.drain()
+        finally:
+            back.cancel()
+            to_upstream.close()
+            to_client.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+
+
+async def test_generate_when_a_pooled_connection_was_closed_by_the_replica_then_sent_again(
+) -> None:
+    fake = FakeVllm(FakeEngine("m"), api_key=KEY)
+    async with fake_vllms(fake) as [running], dropping_proxy(running.url, {2}) as url, \
+            httpx.AsyncClient() as client:
+        engine = RemoteEngine(url, "m", 2048, client, ReplicaAccess(api_key=KEY))
+        for i in range(3):  # the 2nd and 3rd each find their pooled connection closed
+            assert (await collect(engine, request(f"r{i}", max_tokens=4)))[-1].finished
+    assert fake.requests_total == 3  # each generated once
+
+
+async def test_generate_when_a_fresh_connection_is_closed_too_then_unavailable_not_retried(
+) -> None:
+    fake = FakeVllm(FakeEngine("m"), api_key=KEY)
+    async with fake_vllms(fake) as [running], dropping_proxy(running.url, {1}) as url, \
+            httpx.AsyncClient() as client:
+        engine = RemoteEngine(url, "m", 2048, client, ReplicaAccess(api_key=KEY))
+        with pytest.raises(EngineUnavailableError):
+            await collect(engine, request("r1", max_tokens=4))
+    assert fake.requests_total == 0
