@@ -19,14 +19,17 @@ that keeps time still fails at the deadline.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+log = logging.getLogger("llm_gateway.limits")
 COOLDOWN_S = 1.0
 LOOP_BEHIND_S = 0.05  # a wake-up this late: the loop, not Redis, is slow
 STRETCH = 4.0  # at most this many deadlines in all, however far behind the loop is
+MAX_CONNECTIONS = 64  # per client (per process): Lua calls take Redis microseconds each
 
 
 class RedisUnavailable(Exception):
@@ -35,15 +38,23 @@ class RedisUnavailable(Exception):
 
 def connect(url: str, timeout_s: float, bounded_by_guard: bool = False) -> Any:
     """A ``redis.asyncio.Redis`` for ``url`` with the timeouts and the one retry; reads
-    without a timeout of their own when every call goes through a ``RedisGuard``."""
-    from redis.asyncio import Redis
+    without a timeout of their own when every call goes through a ``RedisGuard``.
+
+    At most ``MAX_CONNECTIONS``; a call past them waits for one to come free (bounded by the
+    guard's deadline). redis-py's default pool refuses at once past 100 connections
+    (``MaxConnectionsError``): 256 concurrent requests made every limited request of a
+    saturated gateway a 503 for the cool-down."""
+    from redis.asyncio import BlockingConnectionPool, Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
     if timeout_s <= 0:
         raise ValueError("timeout_s must be > 0")
-    return Redis.from_url(url, socket_timeout=None if bounded_by_guard else timeout_s,
-                          socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1))
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=MAX_CONNECTIONS, timeout=None,
+        socket_timeout=None if bounded_by_guard else timeout_s,
+        socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 1))
+    return Redis.from_pool(pool)
 
 
 class RedisGuard:
@@ -69,6 +80,8 @@ class RedisGuard:
             return await self._in_time(asyncio.ensure_future(command()))
         except (RedisError, OSError, TimeoutError) as exc:
             self._down_until = self._clock() + self.cooldown_s
+            log.warning("Redis failed (%r); calls answer unavailable for %.1f s", exc,
+                        self.cooldown_s)
             raise RedisUnavailable(f"Redis is unavailable: {type(exc).__name__}") from exc
 
     async def _in_time(self, call: asyncio.Future[T]) -> T:

@@ -8,7 +8,14 @@ import time
 
 import pytest
 
-from gateway.limits.redis_guard import STRETCH, RedisGuard, RedisUnavailable
+from gateway.limits.redis_guard import (
+    MAX_CONNECTIONS,
+    STRETCH,
+    RedisGuard,
+    RedisUnavailable,
+    connect,
+)
+from tests.gateway.limits.test_limiters import REDIS
 
 TIMEOUT_S = 0.1  # the guard's deadline is three of these
 
@@ -61,3 +68,17 @@ async def test_guard_when_its_caller_is_cancelled_then_the_redis_call_is_cancell
         await caller
     await asyncio.wait_for(cancelled.wait(), 1.0)
     assert not guard.cooling_down  # the caller left; Redis did nothing wrong
+
+
+async def test_client_when_300_calls_at_once_then_all_answered_on_a_bounded_pool() -> None:
+    # redis-py's own pool refuses past 100 connections (MaxConnectionsError): a saturated
+    # gateway's 256 concurrent requests turned into limiter_unavailable 503s.
+    redis = connect(REDIS, 0.5, bounded_by_guard=True)
+    guard = RedisGuard(0.5)
+    try:
+        answers = await asyncio.gather(*[guard.call(redis.ping) for _ in range(300)])
+        assert answers == [True] * 300
+        assert not guard.cooling_down
+        assert redis.connection_pool.max_connections == MAX_CONNECTIONS
+    finally:
+        await redis.aclose()
