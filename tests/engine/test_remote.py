@@ -276,12 +276,18 @@ async def dropping_proxy(target: str, drop: set[int]) -> AsyncIterator[str]:
         server.close()
 
 
+@asynccontextmanager
+async def behind_dropping_proxy(fake: FakeVllm, drop: set[int]) -> AsyncIterator[RemoteEngine]:
+    """A RemoteEngine reaching ``fake`` through ``dropping_proxy(..., drop)``."""
+    async with fake_vllms(fake) as [running], dropping_proxy(running.url, drop) as url, \
+            httpx.AsyncClient() as client:
+        yield RemoteEngine(url, "m", 2048, client, ReplicaAccess(api_key=KEY))
+
+
 async def test_generate_when_a_pooled_connection_was_closed_by_the_replica_then_sent_again(
 ) -> None:
     fake = FakeVllm(FakeEngine("m"), api_key=KEY)
-    async with fake_vllms(fake) as [running], dropping_proxy(running.url, {2}) as url, \
-            httpx.AsyncClient() as client:
-        engine = RemoteEngine(url, "m", 2048, client, ReplicaAccess(api_key=KEY))
+    async with behind_dropping_proxy(fake, {2}) as engine:
         for i in range(3):  # the 2nd and 3rd each find their pooled connection closed
             assert (await collect(engine, request(f"r{i}", max_tokens=4)))[-1].finished
     assert fake.requests_total == 3  # each generated once
@@ -290,9 +296,7 @@ async def test_generate_when_a_pooled_connection_was_closed_by_the_replica_then_
 async def test_generate_when_a_fresh_connection_is_closed_too_then_unavailable_not_retried(
 ) -> None:
     fake = FakeVllm(FakeEngine("m"), api_key=KEY)
-    async with fake_vllms(fake) as [running], dropping_proxy(running.url, {1}) as url, \
-            httpx.AsyncClient() as client:
-        engine = RemoteEngine(url, "m", 2048, client, ReplicaAccess(api_key=KEY))
+    async with behind_dropping_proxy(fake, {1}) as engine:
         with pytest.raises(EngineUnavailableError):
             await collect(engine, request("r1", max_tokens=4))
     assert fake.requests_total == 0
